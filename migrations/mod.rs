@@ -1,0 +1,19 @@
+//! Parley's schema migrations, one file per migration, append-only: never edit one that has been
+//! released; add a new one. Each has a `down` so a release can be rolled back.
+//!
+//! The same migrations run on SQLite and PostgreSQL, so they use sea-query's schema builder
+//! rather than raw SQL. The job queue (apalis) keeps its own tables and migrations; they are
+//! applied after these by [`crate::store::Store::migrate`].
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_tenancy;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_tenancy::Migration)]
+    }
+}

@@ -1,0 +1,77 @@
+//! [`AppState`]: what handlers and workers share. Cheap to clone.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use crate::auth::jwt::JwtKeys;
+use crate::config::Settings;
+use crate::crypto::Vault;
+use crate::keys::Keys;
+use crate::store::Store;
+
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    settings: Settings,
+    store: Store,
+    jwt: JwtKeys,
+    vault: Vault,
+    redis: Option<deadpool_redis::Pool>,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, store: Store, keys: &Keys) -> anyhow::Result<Self> {
+        let redis = match &settings.redis_url {
+            None => None,
+            Some(url) => Some(
+                deadpool_redis::Config::from_url(url.expose_secret())
+                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                    .context("PARLEY_REDIS_URL: cannot create a Redis pool")?,
+            ),
+        };
+        Ok(Self(Arc::new(Inner {
+            jwt: JwtKeys::new(&keys.jwt, settings.jwt_ttl),
+            vault: Vault::new(&keys.master),
+            settings,
+            store,
+            redis,
+        })))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn jwt(&self) -> &JwtKeys {
+        &self.0.jwt
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.0.vault
+    }
+
+    pub fn redis(&self) -> Option<&deadpool_redis::Pool> {
+        self.0.redis.as_ref()
+    }
+
+    /// Ok when Redis is not configured or answers PING.
+    pub async fn redis_ping(&self) -> Result<(), String> {
+        let Some(pool) = self.redis() else {
+            return Ok(());
+        };
+        let mut conn = pool.get().await.map_err(|_| "redis unreachable".to_owned())?;
+        deadpool_redis::redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|_| "redis unreachable".to_owned())
+    }
+}

@@ -1,0 +1,188 @@
+//! The database: SQLite (embedded default) or PostgreSQL, through one sea-orm connection.
+//!
+//! The same code and the same migrations serve both. The apalis job queue lives in the same
+//! database, on the same pool, so the default setup needs no other server.
+//!
+//! Tenant data is only ever read, changed or deleted through [`TenantScope`], which adds the
+//! tenant filter in one place.
+
+pub mod entities;
+mod scope;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr};
+use sea_orm_migration::MigratorTrait;
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use scope::{Order, Page, TenantOwned, TenantScope};
+
+use crate::config::{DatabaseUrl, Settings};
+use crate::migrations::Migrator;
+
+/// The raw pool under sea-orm; the job queue needs it.
+#[derive(Clone, Debug)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The connection to the database, shared by the API, the webhooks and the workers.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+    pool: Pool,
+}
+
+impl Store {
+    /// Opens the pool. For SQLite this creates the folder and the file when missing.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let max = settings.database_max_connections;
+        match &settings.database {
+            DatabaseUrl::Sqlite(path) => {
+                let memory = path.as_os_str() == ":memory:";
+                let options = if memory {
+                    SqliteConnectOptions::from_str("sqlite::memory:")?
+                } else {
+                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(dir).with_context(|| {
+                            format!("cannot create the database folder {}", dir.display())
+                        })?;
+                    }
+                    SqliteConnectOptions::new().filename(path).create_if_missing(true)
+                };
+                // WAL lets readers run beside the one writer; NORMAL sync is durable across
+                // process crashes (the WAL is fsynced at checkpoints); busy_timeout makes writers
+                // queue for the lock instead of failing with SQLITE_BUSY.
+                let options = options
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+                    .pragma("temp_store", "memory")
+                    .pragma("cache_size", "-16000");
+                let pool = SqlitePoolOptions::new()
+                    // An in-memory database exists once per connection: keep exactly one.
+                    .max_connections(if memory { 1 } else { max })
+                    .min_connections(if memory { 1 } else { 0 })
+                    .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+                    .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
+                Ok(Self {
+                    db: sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone()),
+                    pool: Pool::Sqlite(pool),
+                })
+            }
+            DatabaseUrl::Postgres(url) => {
+                let options = PgConnectOptions::from_str(url.expose_secret())
+                    .context("PARLEY_DATABASE_URL is not a valid PostgreSQL URL")?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .with_context(|| {
+                        format!("cannot connect to PostgreSQL at {:?}", settings.database)
+                    })?;
+                Ok(Self {
+                    db: sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone()),
+                    pool: Pool::Postgres(pool),
+                })
+            }
+        }
+    }
+
+    /// Applies pending migrations: ours, then the job queue's own.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        Migrator::up(&self.db, None)
+            .await
+            .context("applying Parley's migrations")?;
+        match &self.pool {
+            Pool::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations()
+                .run(pool)
+                .await
+                .context("applying the job queue's SQLite migrations")?,
+            Pool::Postgres(pool) => apalis_postgres::PostgresStorage::migrations()
+                .run(pool)
+                .await
+                .context("applying the job queue's PostgreSQL migrations")?,
+        }
+        Ok(())
+    }
+
+    /// True when the database answers and no migration is pending.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.db
+            .execute_unprepared("SELECT 1")
+            .await
+            .map_err(|_| "database unreachable".to_owned())?;
+        let pending = Migrator::get_pending_migrations(&self.db)
+            .await
+            .map_err(|_| "cannot read migration state".to_owned())?;
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} migrations pending", pending.len()))
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// A view of the database limited to one tenant's rows. Only code that has established who
+    /// the caller is (the auth extractor, the CLI, webhook routing) should call this.
+    pub fn scope(&self, tenant_id: &str) -> TenantScope {
+        TenantScope::new(self.db.clone(), tenant_id.to_owned())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Whether a database error means "the database is not there right now" (answer 503 and let
+/// the client retry) rather than a bug (answer 500).
+pub fn is_unavailable(e: &DbErr) -> bool {
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(
+                **e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ) || matches!(&**e, sqlx::Error::Database(d) if is_busy(d.code().as_deref()))
+        }
+        _ => false,
+    }
+}
+
+fn is_busy(code: Option<&str>) -> bool {
+    // SQLite: 5 SQLITE_BUSY, 6 SQLITE_LOCKED. PostgreSQL: 57P01 admin shutdown, 57P03 cannot
+    // connect now, 53300 too many connections.
+    matches!(code, Some("5" | "6" | "57P01" | "57P03" | "53300"))
+}
+
+/// Whether a database error is a unique-constraint violation.
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
