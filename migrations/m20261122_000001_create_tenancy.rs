@@ -52,7 +52,11 @@ enum LoginThrottle {
 
 /// Ids are prefixed UUIDv7 strings (see src/ids.rs): at most 64 characters.
 fn id(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).string_len(64).not_null().primary_key().to_owned()
+    ColumnDef::new(col)
+        .string_len(64)
+        .not_null()
+        .primary_key()
+        .to_owned()
 }
 
 #[async_trait::async_trait]
@@ -116,8 +120,16 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(ApiToken::UserId).string_len(64).null())
                 .col(ColumnDef::new(ApiToken::Name).string().not_null())
                 .col(ColumnDef::new(ApiToken::Role).string_len(16).not_null())
-                .col(ColumnDef::new(ApiToken::TokenHash).string_len(64).not_null())
-                .col(ColumnDef::new(ApiToken::TokenPrefix).string_len(16).not_null())
+                .col(
+                    ColumnDef::new(ApiToken::TokenHash)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ApiToken::TokenPrefix)
+                        .string_len(16)
+                        .not_null(),
+                )
                 .col(ColumnDef::new(ApiToken::CreatedAt).big_integer().not_null())
                 .col(ColumnDef::new(ApiToken::UpdatedAt).big_integer().not_null())
                 .foreign_key(
@@ -173,8 +185,16 @@ impl MigrationTrait for Migration {
                         .primary_key(),
                 )
                 .col(ColumnDef::new(LoginThrottle::Failures).integer().not_null())
-                .col(ColumnDef::new(LoginThrottle::WindowStartAt).big_integer().not_null())
-                .col(ColumnDef::new(LoginThrottle::LockedUntil).big_integer().not_null())
+                .col(
+                    ColumnDef::new(LoginThrottle::WindowStartAt)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(LoginThrottle::LockedUntil)
+                        .big_integer()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -193,7 +213,8 @@ impl MigrationTrait for Migration {
             .await?;
         m.drop_table(Table::drop().table(ApiToken::Table).to_owned())
             .await?;
-        m.drop_table(Table::drop().table(User::Table).to_owned()).await?;
+        m.drop_table(Table::drop().table(User::Table).to_owned())
+            .await?;
         m.drop_table(Table::drop().table(Tenant::Table).to_owned())
             .await
     }

@@ -79,7 +79,10 @@ pub fn run() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format, &settings.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("parley: cannot start the async runtime: {e}");
@@ -122,7 +125,8 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         } => {
             let state = startup::prepare(&settings).await?;
             let name = tenancy::clean_name("--name", &name).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let email = tenancy::clean_email(&email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+            let email =
+                tenancy::clean_email(&email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
             let (tenant, user) = tenancy::create_tenant(state.store(), &name, &name, &email, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))

@@ -102,7 +102,11 @@ impl Vault {
         let mut blob = Vec::with_capacity(NONCE_LEN + sealed.len());
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&sealed);
-        Ok(format!("{VERSION}.{}.{}", self.current.id, URL_SAFE_NO_PAD.encode(blob)))
+        Ok(format!(
+            "{VERSION}.{}.{}",
+            self.current.id,
+            URL_SAFE_NO_PAD.encode(blob)
+        ))
     }
 
     /// Opens a value sealed by [`Vault::seal`] with the same `context`.
@@ -116,7 +120,9 @@ impl Vault {
             .chain(&self.older)
             .find(|k| k.id == kid)
             .ok_or_else(|| CryptoError::UnknownKey(kid.to_owned()))?;
-        let blob = URL_SAFE_NO_PAD.decode(body).map_err(|_| CryptoError::Malformed)?;
+        let blob = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| CryptoError::Malformed)?;
         if blob.len() < NONCE_LEN + 16 {
             return Err(CryptoError::Malformed);
         }
@@ -140,7 +146,9 @@ impl Vault {
     /// The id of the key that sealed `sealed`, if it is well-formed.
     pub fn sealed_key_id(sealed: &str) -> Option<&str> {
         let mut parts = sealed.splitn(3, '.');
-        (parts.next() == Some(VERSION)).then(|| parts.next()).flatten()
+        (parts.next() == Some(VERSION))
+            .then(|| parts.next())
+            .flatten()
     }
 }
 
@@ -167,14 +175,23 @@ mod tests {
     fn wrong_context_tampering_and_unknown_keys_fail() {
         let v = Vault::new(&key(1));
         let sealed = v.seal("secret", "ten_1/x").unwrap();
-        assert!(matches!(v.open(&sealed, "ten_2/x"), Err(CryptoError::Tampered)));
+        assert!(matches!(
+            v.open(&sealed, "ten_2/x"),
+            Err(CryptoError::Tampered)
+        ));
         let mut bad = sealed.clone();
         bad.pop();
         bad.push(if sealed.ends_with('A') { 'B' } else { 'A' });
         assert!(v.open(&bad, "ten_1/x").is_err());
         let other = Vault::new(&key(2));
-        assert!(matches!(other.open(&sealed, "ten_1/x"), Err(CryptoError::UnknownKey(_))));
-        assert!(matches!(v.open("plaintext", "ten_1/x"), Err(CryptoError::Malformed)));
+        assert!(matches!(
+            other.open(&sealed, "ten_1/x"),
+            Err(CryptoError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            v.open("plaintext", "ten_1/x"),
+            Err(CryptoError::Malformed)
+        ));
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub fn decode_key(encoded: &str) -> Result<[u8; KEY_LEN], String> {
     let trimmed = encoded.trim();
     let bytes = STANDARD
         .decode(trimmed)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed.trim_end_matches('=')))
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed.trim_end_matches('='))
+        })
         .map_err(|_| "is not valid base64".to_owned())?;
     <[u8; KEY_LEN]>::try_from(bytes.as_slice())
         .map_err(|_| format!("must decode to {KEY_LEN} bytes, got {}", bytes.len()))
@@ -54,7 +56,11 @@ impl Keys {
     }
 }
 
-fn load_or_create_one(setting: Option<&SecretString>, file: &Path, name: &str) -> anyhow::Result<Key> {
+fn load_or_create_one(
+    setting: Option<&SecretString>,
+    file: &Path,
+    name: &str,
+) -> anyhow::Result<Key> {
     if let Some(value) = setting {
         let key = decode_key(value.expose_secret()).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         return Ok(Key::new(Box::new(key)));
@@ -65,9 +71,8 @@ fn load_or_create_one(setting: Option<&SecretString>, file: &Path, name: &str) -
         let key = decode_key(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         return Ok(Key::new(Box::new(key)));
     }
-    let key = create_key_file(file).with_context(|| {
-        format!("{name} is unset and {} cannot be created", file.display())
-    })?;
+    let key = create_key_file(file)
+        .with_context(|| format!("{name} is unset and {} cannot be created", file.display()))?;
     tracing::warn!(
         path = %file.display(),
         "{name} is unset: generated a new key and saved it with mode 0600; back it up, or set {name}"
@@ -132,7 +137,11 @@ mod tests {
     #[test]
     fn decode_key_checks_length_and_encoding() {
         assert!(decode_key(&STANDARD.encode([7u8; 32])).is_ok());
-        assert!(decode_key(&STANDARD.encode([7u8; 31])).unwrap_err().contains("32 bytes"));
+        assert!(
+            decode_key(&STANDARD.encode([7u8; 31]))
+                .unwrap_err()
+                .contains("32 bytes")
+        );
         assert!(decode_key("***").unwrap_err().contains("base64"));
     }
 }

@@ -37,15 +37,19 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("PARLEY_LISTEN: cannot bind {}", settings.listen))?;
         let port = listener.local_addr()?.port();
-        let server = HttpServer::new({
+        let mut server = HttpServer::new({
             let state = state.clone();
             move || http::app(state.clone())
-        })
-        .listen(listener)?
-        // We handle signals ourselves, so the workers stop together with the server.
-        .disable_signals()
-        .shutdown_timeout(settings.shutdown_timeout.as_secs())
-        .run();
+        });
+        if settings.http_workers > 0 {
+            server = server.workers(settings.http_workers);
+        }
+        let server = server
+            .listen(listener)?
+            // We handle signals ourselves, so the workers stop together with the server.
+            .disable_signals()
+            .shutdown_timeout(settings.shutdown_timeout.as_secs())
+            .run();
         Ok(Self {
             port,
             server,
@@ -83,7 +87,9 @@ impl Application {
         };
         let workers_result = workers.await;
         self.state.store().close().await;
-        server_result.context("HTTP server task")?.context("HTTP server")?;
+        server_result
+            .context("HTTP server task")?
+            .context("HTTP server")?;
         workers_result.context("worker task")??;
         tracing::info!("stopped");
         Ok(())

@@ -67,7 +67,10 @@ impl AppState {
         let Some(pool) = self.redis() else {
             return Ok(());
         };
-        let mut conn = pool.get().await.map_err(|_| "redis unreachable".to_owned())?;
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|_| "redis unreachable".to_owned())?;
         deadpool_redis::redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await

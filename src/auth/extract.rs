@@ -1,9 +1,12 @@
 //! The [`Auth`] extractor: the only way a handler learns which tenant it acts for.
 
-use actix_web::dev::Payload;
+use std::future::{Ready, ready};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, web};
-use futures_util::future::LocalBoxFuture;
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -96,18 +99,40 @@ fn bearer(req: &HttpRequest) -> ApiResult<SecretString> {
     Ok(SecretString::from(credential.to_owned()))
 }
 
+/// Middleware for every route that needs credentials: resolves [`Auth`] before any extractor
+/// runs, so a request without valid credentials answers 401 whatever else is wrong with it.
+pub async fn require_auth(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let resolved = async {
+        let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no AppState")))?;
+        Auth::resolve(&state, bearer(req.request())?).await
+    }
+    .await;
+    match resolved {
+        Ok(auth) => {
+            tracing::Span::current().record("tenant_id", auth.tenant_id());
+            req.extensions_mut().insert(auth);
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        Err(e) => Ok(req.error_response(e).map_into_right_body()),
+    }
+}
+
 impl FromRequest for Auth {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let credential = bearer(req);
-        Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no AppState")))?;
-            let auth = Self::resolve(&state, credential?).await?;
-            tracing::Span::current().record("tenant_id", auth.tenant_id());
-            Ok(auth)
-        })
+        // Set by `require_auth`. Missing means a route that needs credentials was mounted
+        // outside the authenticated scope: a bug, not the client's fault.
+        ready(req.extensions().get::<Auth>().cloned().ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!(
+                "route {} takes Auth but is not behind require_auth",
+                req.path()
+            ))
+        }))
     }
 }

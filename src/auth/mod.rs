@@ -11,5 +11,5 @@ mod role;
 pub mod throttle;
 pub mod token;
 
-pub use extract::Auth;
+pub use extract::{Auth, require_auth};
 pub use role::Role;

@@ -80,8 +80,16 @@ mod tests {
     async fn hash_then_verify() {
         let h = hash(SecretString::from("correct horse")).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify(SecretString::from("correct horse"), Some(h.clone())).await.unwrap());
-        assert!(!verify(SecretString::from("wrong horse"), Some(h)).await.unwrap());
+        assert!(
+            verify(SecretString::from("correct horse"), Some(h.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify(SecretString::from("wrong horse"), Some(h))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]

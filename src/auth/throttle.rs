@@ -61,8 +61,7 @@ pub async fn record_failure(db: &DatabaseConnection, email: &str) -> ApiResult<(
             )
             .value(
                 lt::Column::WindowStartAt,
-                Expr::case(stale, now)
-                    .finally(Expr::col((lt::Entity, lt::Column::WindowStartAt))),
+                Expr::case(stale, now).finally(Expr::col((lt::Entity, lt::Column::WindowStartAt))),
             )
             .to_owned(),
     )

@@ -39,6 +39,7 @@ struct Raw {
     log_level: String,
     shutdown_timeout_secs: u64,
     worker_concurrency: usize,
+    http_workers: usize,
 }
 
 /// Validated settings. Each field names its environment variable.
@@ -86,6 +87,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// `PARLEY_WORKER_CONCURRENCY`: jobs one process runs at the same time. Default 8.
     pub worker_concurrency: usize,
+    /// `PARLEY_HTTP_WORKERS`: HTTP worker threads; 0 means one per CPU core. Default 0.
+    pub http_workers: usize,
 }
 
 /// Who may create a tenant over HTTP.
@@ -184,7 +187,10 @@ impl Settings {
                 let parsed = Url::parse(&url)
                     .map_err(|e| invalid("redis_url", format!("not a URL ({e})")))?;
                 if !matches!(parsed.scheme(), "redis" | "rediss") {
-                    return Err(invalid("redis_url", "must start with redis:// or rediss://"));
+                    return Err(invalid(
+                        "redis_url",
+                        "must start with redis:// or rediss://",
+                    ));
                 }
                 Some(SecretString::from(url))
             }
@@ -218,7 +224,9 @@ impl Settings {
         let version = raw.whatsapp_graph_version;
         let version_ok = version.len() <= 10
             && version.starts_with('v')
-            && version[1..].split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            && version[1..]
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         if !version_ok {
             return Err(invalid(
                 "whatsapp_graph_version",
@@ -235,8 +243,12 @@ impl Settings {
                 ));
             }
         };
-        tracing_subscriber::EnvFilter::try_new(&raw.log_level)
-            .map_err(|e| invalid("log_level", format!("{:?} is not a filter ({e})", raw.log_level)))?;
+        tracing_subscriber::EnvFilter::try_new(&raw.log_level).map_err(|e| {
+            invalid(
+                "log_level",
+                format!("{:?} is not a filter ({e})", raw.log_level),
+            )
+        })?;
         if raw.worker_concurrency == 0 {
             return Err(invalid("worker_concurrency", "must be at least 1"));
         }
@@ -257,6 +269,7 @@ impl Settings {
             log_level: raw.log_level,
             shutdown_timeout: Duration::from_secs(raw.shutdown_timeout_secs),
             worker_concurrency: raw.worker_concurrency,
+            http_workers: raw.http_workers,
         })
     }
 }
@@ -264,7 +277,10 @@ impl Settings {
 fn parse_http_url(key: &str, raw: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw).map_err(|e| invalid(key, format!("{raw:?} is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(invalid(key, format!("{raw:?} must be an http:// or https:// URL")));
+        return Err(invalid(
+            key,
+            format!("{raw:?} must be an http:// or https:// URL"),
+        ));
     }
     Ok(url)
 }
@@ -344,7 +360,9 @@ mod tests {
     fn defaults_are_valid() {
         let s = load(&[]).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert!(matches!(s.database, DatabaseUrl::Sqlite(ref p) if p == Path::new("data/parley.db")));
+        assert!(
+            matches!(s.database, DatabaseUrl::Sqlite(ref p) if p == Path::new("data/parley.db"))
+        );
         assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(s.signup, Signup::Open);
     }
@@ -358,7 +376,11 @@ mod tests {
             ("master_key", "c2hvcnQ=", "PARLEY_MASTER_KEY"),
             ("jwt_secret", "not base64!", "PARLEY_JWT_SECRET"),
             ("public_url", "ftp://x", "PARLEY_PUBLIC_URL"),
-            ("whatsapp_graph_version", "23", "PARLEY_WHATSAPP_GRAPH_VERSION"),
+            (
+                "whatsapp_graph_version",
+                "23",
+                "PARLEY_WHATSAPP_GRAPH_VERSION",
+            ),
             ("log_format", "xml", "PARLEY_LOG_FORMAT"),
             ("redis_url", "http://x", "PARLEY_REDIS_URL"),
         ];

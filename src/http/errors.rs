@@ -1,10 +1,10 @@
 //! Errors that do not come from our handlers (unknown routes, wrong methods, actix's own
 //! extractors) still answer in the `{"message","code"}` shape.
 
+use actix_web::ResponseError;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::ErrorHandlerResponse;
-use actix_web::ResponseError;
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -28,11 +28,15 @@ pub(super) fn normalize<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHa
         StatusCode::UNAUTHORIZED => (ErrorCode::NotAuthenticated, "not authenticated"),
         StatusCode::FORBIDDEN => (ErrorCode::NotAuthorized, "not authorized"),
         StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => (ErrorCode::BadRequest, "method not allowed on this route"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            (ErrorCode::BadRequest, "method not allowed on this route")
+        }
         StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::BadRequest, "request body too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (ErrorCode::BadRequest, "unsupported content type"),
         StatusCode::CONFLICT => (ErrorCode::Conflict, "conflict"),
-        StatusCode::UNPROCESSABLE_ENTITY => (ErrorCode::UnprocessableEntity, "unprocessable entity"),
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            (ErrorCode::UnprocessableEntity, "unprocessable entity")
+        }
         StatusCode::TOO_MANY_REQUESTS => (ErrorCode::TooManyRequests, "too many requests"),
         StatusCode::SERVICE_UNAVAILABLE => (ErrorCode::ServiceUnavailable, "service unavailable"),
         s if s.is_client_error() => (ErrorCode::BadRequest, "bad request"),
@@ -49,4 +53,3 @@ pub(super) fn normalize<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHa
     let res = ServiceResponse::new(req, body).map_into_right_body();
     Ok(ErrorHandlerResponse::Response(res))
 }
-

@@ -17,7 +17,10 @@ pub(super) fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfi
 }
 
 /// The process is up and serving HTTP.
-#[utoipa::path(tag = "Health", responses((status = 200, body = Health)))]
+#[utoipa::path(
+    operation_id = "healthz",
+    tag = "Health",
+    security(()), responses((status = 200, body = Health)))]
 #[get("/healthz")]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
@@ -27,6 +30,8 @@ async fn healthz() -> HttpResponse {
 
 /// The database (and Redis, when configured) is reachable and all migrations are applied.
 #[utoipa::path(
+    operation_id = "readyz",
+    security(()),
     tag = "Health",
     responses((status = 200, body = Health), (status = 503, body = crate::error::ErrorBody))
 )]

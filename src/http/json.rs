@@ -29,7 +29,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            });
         let declared_len = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -53,15 +59,17 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             }
             let mut body = BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+                let chunk = chunk
+                    .map_err(|_| ApiError::bad_request("the request body could not be read"))?;
                 if body.len() + chunk.len() > MAX_JSON_BODY {
                     return Err(ApiError::payload_too_large(MAX_JSON_BODY));
                 }
                 body.extend_from_slice(&chunk);
             }
             if body.iter().all(u8::is_ascii_whitespace) {
-                return Err(ApiError::bad_request("the request body is empty; send a JSON object"));
+                return Err(ApiError::bad_request(
+                    "the request body is empty; send a JSON object",
+                ));
             }
             let de = &mut serde_json::Deserializer::from_slice(&body);
             serde_path_to_error::deserialize(de)
@@ -73,14 +81,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 
 fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     let inner = e.inner();
-    if inner.is_syntax() || inner.is_eof() {
-        return format!("malformed JSON: {inner}");
-    }
     let path = e.path().to_string();
-    if path == "." || path.is_empty() {
-        format!("invalid request body: {inner}")
-    } else {
-        format!("invalid request body: {path}: {inner}")
+    // serde_path_to_error writes "." for the root and "?" where it lost track.
+    let field = (!path.is_empty() && path != "." && !path.starts_with('?')).then_some(path);
+    match (inner.is_syntax() || inner.is_eof(), field) {
+        (true, None) => format!("malformed JSON: {inner}"),
+        (true, Some(f)) => format!("malformed JSON at {f}: {inner}"),
+        (false, None) => format!("invalid request body: {inner}"),
+        (false, Some(f)) => format!("invalid request body: {f}: {inner}"),
     }
 }
 

@@ -37,7 +37,7 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let (app, api) = App::new()
+    let (app, _) = App::new()
         .app_data(web::Data::new(state))
         .app_data(json::query_config())
         .app_data(json::path_config())
@@ -49,20 +49,30 @@ pub fn app(
         .openapi(openapi::ApiDoc::openapi())
         .configure(routes)
         .split_for_parts();
-    app.service(SwaggerUi::new("/docs/{_:.*}").url(OPENAPI_PATH, api))
-        .route(
-            "/docs",
-            web::get().to(|| async {
-                HttpResponse::PermanentRedirect()
-                    .insert_header(("location", "/docs/"))
-                    .finish()
-            }),
-        )
-        .default_service(web::to(errors::route_not_found))
+    app.service(
+        SwaggerUi::new("/docs/{_:.*}").config(utoipa_swagger_ui::Config::new([OPENAPI_PATH])),
+    )
+    .route(
+        "/docs",
+        web::get().to(|| async {
+            HttpResponse::PermanentRedirect()
+                .insert_header(("location", "/docs/"))
+                .finish()
+        }),
+    )
+    .default_service(web::to(errors::route_not_found))
 }
 
-/// Every documented route.
+/// Every route. Order matters: actix tries them in registration order, and the `/api/v1` scope
+/// answers everything under it. Public routes therefore come first, with full paths; the scope
+/// requires credentials for all it holds.
 fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.configure(health::configure)
-        .service(utoipa_actix_web::scope("/api/v1").configure(api::configure));
+        .route(OPENAPI_PATH, web::get().to(openapi::serve))
+        .configure(api::configure_public)
+        .service(
+            utoipa_actix_web::scope("/api/v1")
+                .wrap(from_fn(crate::auth::require_auth))
+                .configure(api::configure),
+        );
 }

@@ -42,6 +42,13 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Serves the document, built once.
+pub(super) async fn serve() -> actix_web::HttpResponse {
+    static DOCUMENT: std::sync::LazyLock<utoipa::openapi::OpenApi> =
+        std::sync::LazyLock::new(openapi_document);
+    actix_web::HttpResponse::Ok().json(&*DOCUMENT)
+}
+
 /// The full document, built from the same route table the server uses.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let (_, doc) = App::new()

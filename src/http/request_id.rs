@@ -16,7 +16,8 @@ fn incoming(req: &ServiceRequest) -> Option<String> {
     let v = req.headers().get(&HEADER)?.to_str().ok()?;
     let sane = !v.is_empty()
         && v.len() <= 64
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     sane.then(|| v.to_owned())
 }
 

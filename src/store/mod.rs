@@ -55,7 +55,9 @@ impl Store {
                             format!("cannot create the database folder {}", dir.display())
                         })?;
                     }
-                    SqliteConnectOptions::new().filename(path).create_if_missing(true)
+                    SqliteConnectOptions::new()
+                        .filename(path)
+                        .create_if_missing(true)
                 };
                 // WAL lets readers run beside the one writer; NORMAL sync is durable across
                 // process crashes (the WAL is fsynced at checkpoints); busy_timeout makes writers
@@ -71,8 +73,16 @@ impl Store {
                     // An in-memory database exists once per connection: keep exactly one.
                     .max_connections(if memory { 1 } else { max })
                     .min_connections(if memory { 1 } else { 0 })
-                    .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
-                    .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+                    .idle_timeout(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(600))
+                    })
+                    .max_lifetime(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(1800))
+                    })
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
                     .await
@@ -184,5 +194,8 @@ fn is_busy(code: Option<&str>) -> bool {
 
 /// Whether a database error is a unique-constraint violation.
 pub fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }

@@ -61,7 +61,9 @@ impl TenantScope {
 
     /// The condition every query on tenant data carries.
     pub fn owns<E: TenantOwned>(&self) -> Condition {
-        E::tenant_column().eq(self.tenant_id.as_str()).into_condition()
+        E::tenant_column()
+            .eq(self.tenant_id.as_str())
+            .into_condition()
     }
 
     /// All of this tenant's rows of `E`, to refine further.

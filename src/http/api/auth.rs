@@ -14,8 +14,12 @@ use crate::state::AppState;
 use crate::store::entities::user;
 use crate::tenancy;
 
+pub(super) fn configure_public(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(signup).service(login);
+}
+
 pub(super) fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(signup).service(login).service(me);
+    cfg.service(me);
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -49,6 +53,7 @@ pub struct SessionResponse {
 
 /// Creates a tenant and its owner, and logs the owner in.
 #[utoipa::path(
+    operation_id = "signup",
     tag = "Auth",
     security(()),
     request_body = SignupRequest,
@@ -59,7 +64,7 @@ pub struct SessionResponse {
         (status = 409, description = "The email is taken", body = ErrorBody),
     )
 )]
-#[post("/auth/signup")]
+#[post("/api/v1/auth/signup")]
 async fn signup(
     state: web::Data<AppState>,
     Json(body): Json<SignupRequest>,
@@ -90,6 +95,7 @@ async fn signup(
 /// A wrong email and a wrong password answer alike. After repeated failures for one email,
 /// further attempts answer 429 for a growing time.
 #[utoipa::path(
+    operation_id = "login",
     tag = "Auth",
     security(()),
     request_body = LoginRequest,
@@ -99,7 +105,7 @@ async fn signup(
         (status = 429, body = ErrorBody),
     )
 )]
-#[post("/auth/login")]
+#[post("/api/v1/auth/login")]
 async fn login(
     state: web::Data<AppState>,
     Json(body): Json<LoginRequest>,
@@ -149,6 +155,7 @@ pub struct MeResponse {
 
 /// Who the credentials belong to.
 #[utoipa::path(
+    operation_id = "fetchMe",
     tag = "Auth",
     responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody))
 )]

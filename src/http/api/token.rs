@@ -59,6 +59,7 @@ impl From<api_token::Model> for Token {
 
 /// Creates an API token. Needs the admin role.
 #[utoipa::path(
+    operation_id = "createToken",
     tag = "Token",
     request_body = TokenCreateRequest,
     responses(
@@ -88,6 +89,7 @@ async fn create(auth: Auth, Json(body): Json<TokenCreateRequest>) -> ApiResult<H
 
 /// Lists the tenant's API tokens (never the tokens themselves). Needs the admin role.
 #[utoipa::path(
+    operation_id = "listTokens",
     tag = "Token",
     params(ListQuery),
     responses((status = 200, body = ListResponse<Token>), (status = 401, body = ErrorBody))
@@ -106,6 +108,7 @@ async fn list(auth: Auth, query: web::Query<ListQuery>) -> ApiResult<HttpRespons
 
 /// Revokes an API token at once. Needs the admin role.
 #[utoipa::path(
+    operation_id = "deleteToken",
     tag = "Token",
     params(("tokenId" = String, Path)),
     responses(

@@ -1,0 +1,142 @@
+//! The storage layer itself, on whichever backend the suite runs on.
+
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+use sea_orm_migration::MigratorTrait;
+
+use crate::helpers::{TestDb, spawn_app, test_settings};
+
+async fn table_names(db: &sea_orm::DatabaseConnection) -> Vec<String> {
+    let sql = match db.get_database_backend() {
+        DatabaseBackend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        }
+        _ => {
+            "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name"
+        }
+    };
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", "name").unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_apply_revert_and_reapply_cleanly() {
+    let db = TestDb::new().await;
+    let store = parley::store::Store::connect(&test_settings(&db))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let before = table_names(store.db()).await;
+    for t in ["tenant", "user", "api_token", "login_throttle"] {
+        assert!(
+            before.contains(&t.to_owned()),
+            "{t} missing from {before:?}"
+        );
+    }
+    store.ready().await.unwrap();
+
+    parley::migrations::Migrator::down(store.db(), None)
+        .await
+        .unwrap();
+    let down = table_names(store.db()).await;
+    for t in ["tenant", "user", "api_token", "login_throttle"] {
+        assert!(!down.contains(&t.to_owned()), "{t} still there after down");
+    }
+    assert!(
+        store.ready().await.is_err(),
+        "readiness reports pending migrations"
+    );
+
+    store.migrate().await.unwrap();
+    assert_eq!(table_names(store.db()).await, before);
+    // Applying again is a no-op.
+    store.migrate().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
+    let db = TestDb::new().await;
+    let settings = test_settings(&db);
+    if !matches!(settings.database, parley::config::DatabaseUrl::Sqlite(_)) {
+        return;
+    }
+    let store = parley::store::Store::connect(&settings).await.unwrap();
+    let conn = store.db();
+    let one = |sql: &str| Statement::from_string(DatabaseBackend::Sqlite, sql.to_owned());
+    let row = conn
+        .query_one_raw(one("PRAGMA journal_mode"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "wal");
+    let row = conn
+        .query_one_raw(one("PRAGMA foreign_keys"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i32>(0).unwrap(), 1);
+    let row = conn
+        .query_one_raw(one("PRAGMA synchronous"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i32>(0).unwrap(), 1, "NORMAL");
+}
+
+#[tokio::test]
+async fn concurrent_writers_do_not_fail_with_lock_errors() {
+    let app = spawn_app().await;
+    let ana = app.signup("Ana").await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/token/create");
+        let token = ana.token.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&serde_json::json!({"name": format!("t{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let list: serde_json::Value = app
+        .get("/api/v1/token/list?take=100", &ana.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 40);
+}
+
+#[tokio::test]
+async fn the_job_queue_tables_live_in_the_same_database() {
+    let db = TestDb::new().await;
+    let store = parley::store::Store::connect(&test_settings(&db))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let sql = match store.db().get_database_backend() {
+        DatabaseBackend::Sqlite => "SELECT COUNT(*) AS n FROM Jobs",
+        _ => "SELECT COUNT(*) AS n FROM apalis.jobs",
+    };
+    let row = store
+        .db()
+        .query_one_raw(Statement::from_string(
+            store.db().get_database_backend(),
+            sql,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<i64>("", "n").unwrap(), 0);
+}
