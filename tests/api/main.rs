@@ -1,4 +1,5 @@
 //! Parley's integration tests: one binary, one file per area. See `helpers.rs` for the harness.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
 mod errors;

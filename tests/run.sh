@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs the integration suite once per storage backend:
+#   1. SQLite (always);
+#   2. PostgreSQL, when a server answers at TEST_POSTGRES_URL
+#      (default postgres://postgres@127.0.0.1:5432/test), with Redis at TEST_REDIS_URL
+#      (default redis://127.0.0.1:6379) for the tests that need it.
+# On CI (CI=true) a missing PostgreSQL or Redis is a failure, never a silent skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+: "${TEST_POSTGRES_URL:=postgres://postgres@127.0.0.1:5432/test}"
+: "${TEST_REDIS_URL:=redis://127.0.0.1:6379}"
+
+# host:port of a URL, defaulting the port.
+hostport() { python3 - "$1" "$2" <<'PY'
+import sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+print(f"{u.hostname or '127.0.0.1'} {u.port or sys.argv[2]}")
+PY
+}
+reachable() { read -r host port < <(hostport "$1" "$2"); (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
+
+skipped=()
+if reachable "$TEST_POSTGRES_URL" 5432; then have_pg=1; else have_pg=0; skipped+=("PostgreSQL suite (no server at $TEST_POSTGRES_URL)"); fi
+if reachable "$TEST_REDIS_URL" 6379; then export TEST_REDIS_URL; else unset TEST_REDIS_URL; skipped+=("Redis tests (no server at redis://127.0.0.1:6379)"); fi
+
+if [[ "${CI:-}" == "true" && ${#skipped[@]} -gt 0 ]]; then
+  printf 'FAIL: on CI these must run: %s\n' "${skipped[@]}" >&2
+  exit 1
+fi
+
+if command -v cargo-nextest >/dev/null 2>&1; then
+  runner=(cargo nextest run --no-fail-fast --failure-output final)
+else
+  runner=(cargo test --no-fail-fast)
+fi
+
+mkdir -p target
+status=0
+summary() { grep -E "^\s+Summary|^test result:" "$1" | tail -1 || true; }
+
+echo "=== suite 1/2: SQLite (unit tests + integration tests) ==="
+"${runner[@]}" 2>&1 | tee target/test-sqlite.log || status=1
+sqlite_summary=$(summary target/test-sqlite.log)
+
+pg_summary="SKIPPED"
+if [[ $have_pg == 1 ]]; then
+  echo "=== suite 2/2: PostgreSQL at $TEST_POSTGRES_URL (integration tests) ==="
+  TEST_POSTGRES_URL="$TEST_POSTGRES_URL" "${runner[@]}" --test api 2>&1 | tee target/test-postgres.log || status=1
+  pg_summary=$(summary target/test-postgres.log)
+fi
+
+echo
+echo "=== test summary ==="
+echo "SQLite:     $sqlite_summary"
+echo "PostgreSQL: $pg_summary"
+for s in "${skipped[@]}"; do
+  echo "!!! SKIPPED: $s" >&2
+done
+exit $status
