@@ -8,12 +8,16 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_tenancy;
+mod m20261122_000002_create_management;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_create_tenancy::Migration)]
+        vec![
+            Box::new(m20261122_000001_create_tenancy::Migration),
+            Box::new(m20261122_000002_create_management::Migration),
+        ]
     }
 }

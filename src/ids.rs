@@ -13,6 +13,13 @@ pub mod prefix {
     pub const TENANT: &str = "ten";
     pub const USER: &str = "usr";
     pub const API_TOKEN: &str = "tok";
+    pub const PROVIDER: &str = "prv";
+    pub const BOT: &str = "bot";
+    pub const WHATSAPP_INTEGRATION: &str = "wai";
+    pub const CONTACT: &str = "con";
+    pub const CONVERSATION: &str = "cnv";
+    pub const MESSAGE: &str = "msg";
+    pub const EVENT: &str = "evt";
 }
 
 /// A new id with the given prefix.

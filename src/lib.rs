@@ -21,14 +21,18 @@
 //! - [`telemetry`]: tracing subscriber setup.
 
 pub mod auth;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod ids;
+pub mod integrations;
 pub mod jobs;
 pub mod keys;
+pub mod llm;
 #[path = "../migrations/mod.rs"]
 pub mod migrations;
 pub mod startup;

@@ -6,6 +6,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use crate::auth::jwt::JwtKeys;
+use crate::channels::whatsapp::graph::GraphClient;
 use crate::config::Settings;
 use crate::crypto::Vault;
 use crate::keys::Keys;
@@ -20,6 +21,7 @@ struct Inner {
     store: Store,
     jwt: JwtKeys,
     vault: Vault,
+    graph: GraphClient,
     redis: Option<deadpool_redis::Pool>,
 }
 
@@ -27,13 +29,28 @@ impl AppState {
     pub fn new(settings: Settings, store: Store, keys: &Keys) -> anyhow::Result<Self> {
         let redis = match &settings.redis_url {
             None => None,
-            Some(url) => Some(
-                deadpool_redis::Config::from_url(url.expose_secret())
-                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                    .context("PARLEY_REDIS_URL: cannot create a Redis pool")?,
-            ),
+            Some(url) => {
+                let mut config = deadpool_redis::Config::from_url(url.expose_secret());
+                // Without timeouts a dead Redis would hang requests instead of failing them.
+                let mut pool = deadpool_redis::PoolConfig::default();
+                pool.timeouts.wait = Some(std::time::Duration::from_secs(2));
+                pool.timeouts.create = Some(std::time::Duration::from_secs(2));
+                pool.timeouts.recycle = Some(std::time::Duration::from_secs(2));
+                config.pool = Some(pool);
+                Some(
+                    config
+                        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                        .context("PARLEY_REDIS_URL: cannot create a Redis pool")?,
+                )
+            }
         };
+        let graph = GraphClient::new(
+            settings.whatsapp_graph_url.clone(),
+            settings.whatsapp_graph_version.clone(),
+            settings.whatsapp_graph_timeout,
+        )?;
         Ok(Self(Arc::new(Inner {
+            graph,
             jwt: JwtKeys::new(&keys.jwt, settings.jwt_ttl),
             vault: Vault::new(&keys.master),
             settings,
@@ -56,6 +73,11 @@ impl AppState {
 
     pub fn vault(&self) -> &Vault {
         &self.0.vault
+    }
+
+    /// Meta's Graph API.
+    pub fn graph(&self) -> &GraphClient {
+        &self.0.graph
     }
 
     pub fn redis(&self) -> Option<&deadpool_redis::Pool> {

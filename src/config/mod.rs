@@ -35,6 +35,11 @@ struct Raw {
     signup: String,
     whatsapp_graph_url: String,
     whatsapp_graph_version: String,
+    whatsapp_graph_timeout_ms: u64,
+    openai_api_key: Option<String>,
+    openai_base_url: String,
+    anthropic_api_key: Option<String>,
+    anthropic_base_url: String,
     log_format: String,
     log_level: String,
     shutdown_timeout_secs: u64,
@@ -78,6 +83,19 @@ pub struct Settings {
     pub whatsapp_graph_url: Url,
     /// `PARLEY_WHATSAPP_GRAPH_VERSION`: Graph API version path segment, e.g. `v23.0`.
     pub whatsapp_graph_version: String,
+    /// `PARLEY_WHATSAPP_GRAPH_TIMEOUT_MS`: how long one Graph API call may take. Default 15000.
+    pub whatsapp_graph_timeout: Duration,
+    /// `PARLEY_OPENAI_API_KEY`: when set, every tenant sees a default OpenAI-compatible provider
+    /// (`prv_system_openai`) using this key, without seeing the key.
+    pub openai_api_key: Option<SecretString>,
+    /// `PARLEY_OPENAI_BASE_URL`: base URL of that provider, with the version path. Default
+    /// `https://api.openai.com/v1`.
+    pub openai_base_url: Url,
+    /// `PARLEY_ANTHROPIC_API_KEY`: when set, a default Anthropic provider (`prv_system_anthropic`).
+    pub anthropic_api_key: Option<SecretString>,
+    /// `PARLEY_ANTHROPIC_BASE_URL`: its base URL, without a version path. Default
+    /// `https://api.anthropic.com`.
+    pub anthropic_base_url: Url,
     /// `PARLEY_LOG_FORMAT`: `pretty` for people, `json` for log collectors. Default `pretty`.
     pub log_format: LogFormat,
     /// `PARLEY_LOG_LEVEL`: a tracing filter such as `info` or `info,parley=debug`. Default `info`.
@@ -233,6 +251,14 @@ impl Settings {
                 format!("{version:?} is not a version such as v23.0"),
             ));
         }
+        if !(100..=300_000).contains(&raw.whatsapp_graph_timeout_ms) {
+            return Err(invalid(
+                "whatsapp_graph_timeout_ms",
+                "must be between 100 and 300000",
+            ));
+        }
+        let openai_base_url = parse_http_url("openai_base_url", &raw.openai_base_url)?;
+        let anthropic_base_url = parse_http_url("anthropic_base_url", &raw.anthropic_base_url)?;
         let log_format = match raw.log_format.to_ascii_lowercase().as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -265,6 +291,17 @@ impl Settings {
             signup,
             whatsapp_graph_url,
             whatsapp_graph_version: version,
+            whatsapp_graph_timeout: Duration::from_millis(raw.whatsapp_graph_timeout_ms),
+            openai_api_key: raw
+                .openai_api_key
+                .filter(|k| !k.is_empty())
+                .map(SecretString::from),
+            openai_base_url,
+            anthropic_api_key: raw
+                .anthropic_api_key
+                .filter(|k| !k.is_empty())
+                .map(SecretString::from),
+            anthropic_base_url,
             log_format,
             log_level: raw.log_level,
             shutdown_timeout: Duration::from_secs(raw.shutdown_timeout_secs),

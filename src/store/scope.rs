@@ -7,8 +7,8 @@
 
 use sea_orm::sea_query::{IntoCondition, Order as SqlOrder};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Select,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select, UpdateMany,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -20,6 +20,22 @@ pub trait TenantOwned: EntityTrait {
     fn tenant_column() -> Self::Column;
     /// The primary key, a time-ordered id (see [`crate::ids`]); lists page on it.
     fn id_column() -> Self::Column;
+}
+
+/// Implements [`TenantOwned`] for an entity with `tenant_id` and `id` columns.
+#[macro_export]
+macro_rules! tenant_owned {
+    ($name:literal) => {
+        impl $crate::store::TenantOwned for Entity {
+            const NAME: &'static str = $name;
+            fn tenant_column() -> Column {
+                Column::TenantId
+            }
+            fn id_column() -> Column {
+                Column::Id
+            }
+        }
+    };
 }
 
 /// Sort order of a list, by creation time.
@@ -105,14 +121,28 @@ impl TenantScope {
 
     /// Deletes one row by id, or 404.
     pub async fn delete<E: TenantOwned>(&self, id: &str) -> ApiResult<()> {
+        self.delete_on::<E, _>(&self.db, id).await
+    }
+
+    /// [`Self::delete`] on a given connection, such as a transaction.
+    pub async fn delete_on<E: TenantOwned, C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: &str,
+    ) -> ApiResult<()> {
         let res = E::delete_many()
             .filter(self.owns::<E>())
             .filter(E::id_column().eq(id))
-            .exec(&self.db)
+            .exec(conn)
             .await?;
         if res.rows_affected == 0 {
             return Err(ApiError::not_found(E::NAME));
         }
         Ok(())
+    }
+
+    /// An update of this tenant's rows of `E`, to refine with filters and values.
+    pub fn update_many<E: TenantOwned>(&self) -> UpdateMany<E> {
+        E::update_many().filter(self.owns::<E>())
     }
 }

@@ -63,10 +63,19 @@ pub fn truncate(s: &str) -> String {
     s.chars().take(32).collect()
 }
 
-/// `{items: [...]}`.
+/// `{items: [...], cursor}`: pass `cursor` back to get the next page. It is the id of the last
+/// item, or `null` when the page is empty (there is nothing after it).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ListResponse<T> {
     pub items: Vec<T>,
+    pub cursor: Option<String>,
+}
+
+impl<T> ListResponse<T> {
+    /// A page of `items`, whose last id is `cursor`.
+    pub fn new(items: Vec<T>, cursor: Option<String>) -> Self {
+        Self { items, cursor }
+    }
 }
 
 /// `{id}`, the answer of create, update and delete.

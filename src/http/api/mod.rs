@@ -1,8 +1,15 @@
 //! The management API, one file per resource. Each file's `configure` registers its routes.
 
 mod auth;
+mod bot;
+mod contact;
+mod conversation;
+mod event;
+pub mod fields;
 pub mod list;
+pub mod provider;
 mod token;
+mod whatsapp;
 
 /// Routes that need no credentials, registered with their full paths.
 pub(super) fn configure_public(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -11,5 +18,12 @@ pub(super) fn configure_public(cfg: &mut utoipa_actix_web::service_config::Servi
 
 /// Routes under `/api/v1` that need credentials.
 pub(super) fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.configure(auth::configure).configure(token::configure);
+    cfg.configure(auth::configure)
+        .configure(token::configure)
+        .configure(provider::configure)
+        .configure(bot::configure)
+        .configure(whatsapp::configure)
+        .configure(contact::configure)
+        .configure(conversation::configure)
+        .configure(event::configure);
 }

@@ -101,9 +101,11 @@ async fn list(auth: Auth, query: web::Query<ListQuery>) -> ApiResult<HttpRespons
         .scope()
         .list::<api_token::Entity>(&query.page()?, sea_orm::Condition::all())
         .await?;
-    Ok(HttpResponse::Ok().json(ListResponse {
-        items: rows.into_iter().map(Token::from).collect::<Vec<_>>(),
-    }))
+    let cursor = rows.last().map(|r| r.id.clone());
+    Ok(HttpResponse::Ok().json(ListResponse::new(
+        rows.into_iter().map(Token::from).collect::<Vec<_>>(),
+        cursor,
+    )))
 }
 
 /// Revokes an API token at once. Needs the admin role.

@@ -3,8 +3,6 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::store::TenantOwned;
-
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "api_token")]
 pub struct Model {
@@ -28,12 +26,4 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
-impl TenantOwned for Entity {
-    const NAME: &'static str = "token";
-    fn tenant_column() -> Column {
-        Column::TenantId
-    }
-    fn id_column() -> Column {
-        Column::Id
-    }
-}
+crate::tenant_owned!("token");

@@ -1,7 +1,15 @@
 //! sea-orm entities, one file per table. Tables are singular, keys are `<table>_id` in foreign
-//! columns, times are `*_at` milliseconds since the epoch.
+//! columns, times are `*_at` milliseconds since the epoch. Every table holding tenant data has a
+//! `tenant_id` and implements [`crate::store::TenantOwned`].
 
 pub mod api_token;
+pub mod bot;
+pub mod contact;
+pub mod conversation;
+pub mod event_log;
 pub mod login_throttle;
+pub mod message;
+pub mod provider;
 pub mod tenant;
 pub mod user;
+pub mod whatsapp_integration;

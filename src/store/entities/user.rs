@@ -2,8 +2,6 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::store::TenantOwned;
-
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "user")]
 pub struct Model {
@@ -26,12 +24,4 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
-impl TenantOwned for Entity {
-    const NAME: &'static str = "user";
-    fn tenant_column() -> Column {
-        Column::TenantId
-    }
-    fn id_column() -> Column {
-        Column::Id
-    }
-}
+crate::tenant_owned!("user");

@@ -1,0 +1,229 @@
+//! A client for Meta's Graph API, the part WhatsApp uses. Every call goes to
+//! `PARLEY_WHATSAPP_GRAPH_URL/PARLEY_WHATSAPP_GRAPH_VERSION/...`, so tests and proxies can stand
+//! in for Meta.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// Meta's error object (`{"error": {...}}` in responses, `errors[]` in webhooks).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetaError {
+    pub code: i64,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub error_subcode: Option<i64>,
+    #[serde(default)]
+    pub error_data: Option<MetaErrorData>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetaErrorData {
+    #[serde(default)]
+    pub details: Option<String>,
+}
+
+impl MetaError {
+    /// Meta's most specific explanation: the details when given, else the message.
+    pub fn explanation(&self) -> String {
+        self.error_data
+            .as_ref()
+            .and_then(|d| d.details.clone())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| self.message.clone())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// Meta answered with an error object.
+    #[error("Meta answered {status} with error {}: {}", .error.code, .error.explanation())]
+    Meta { status: u16, error: MetaError },
+    #[error("Meta did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("could not reach the Graph API: {0}")]
+    Transport(String),
+    #[error("unexpected answer from the Graph API (HTTP {status})")]
+    Unexpected { status: u16 },
+}
+
+impl GraphError {
+    pub fn meta_code(&self) -> Option<i64> {
+        match self {
+            Self::Meta { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: MetaError,
+}
+
+/// What `GET /{phone-number-id}` tells about a number.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PhoneNumber {
+    pub id: String,
+    #[serde(default)]
+    pub display_phone_number: Option<String>,
+    #[serde(default)]
+    pub verified_name: Option<String>,
+    #[serde(default)]
+    pub quality_rating: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct SendResponse {
+    messages: Vec<SentMessage>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct SentMessage {
+    id: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    base: Url,
+    version: String,
+    timeout: Duration,
+}
+
+impl GraphClient {
+    pub fn new(base: Url, version: String, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
+            .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            base,
+            version,
+            timeout,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}/{}/{}",
+            self.base.as_str().trim_end_matches('/'),
+            self.version,
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// Reads a phone number: proves that the id exists and the token may use it.
+    pub async fn phone_number(
+        &self,
+        phone_number_id: &str,
+        token: &SecretString,
+    ) -> Result<PhoneNumber, GraphError> {
+        let req = self
+            .http
+            .get(self.url(&urlencode(phone_number_id)))
+            .bearer_auth(token.expose_secret());
+        self.call(req).await
+    }
+
+    /// Sends a message (the Cloud API JSON body) and returns its `wamid`.
+    pub async fn send_message(
+        &self,
+        phone_number_id: &str,
+        token: &SecretString,
+        body: &serde_json::Value,
+    ) -> Result<String, GraphError> {
+        let req = self
+            .http
+            .post(self.url(&format!("{}/messages", urlencode(phone_number_id))))
+            .bearer_auth(token.expose_secret())
+            .json(body);
+        let res: SendResponse = self.call(req).await?;
+        res.messages
+            .into_iter()
+            .next()
+            .map(|m| m.id)
+            .ok_or(GraphError::Unexpected { status: 200 })
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, GraphError> {
+        let res = req.send().await.map_err(|e| self.transport(&e))?;
+        let status = res.status();
+        let bytes = res.bytes().await.map_err(|e| self.transport(&e))?;
+        if status == StatusCode::OK {
+            return serde_json::from_slice(&bytes).map_err(|_| GraphError::Unexpected {
+                status: status.as_u16(),
+            });
+        }
+        match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
+            Ok(env) => Err(GraphError::Meta {
+                status: status.as_u16(),
+                error: env.error,
+            }),
+            Err(_) => Err(GraphError::Unexpected {
+                status: status.as_u16(),
+            }),
+        }
+    }
+
+    fn transport(&self, e: &reqwest::Error) -> GraphError {
+        if e.is_timeout() {
+            GraphError::Timeout(self.timeout)
+        } else {
+            let what = if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            GraphError::Transport(what.to_owned())
+        }
+    }
+}
+
+/// Ids go into URL paths; anything but digits and letters is escaped.
+fn urlencode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/../shared/fixtures/graph/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    }
+
+    #[test]
+    fn meta_error_bodies_parse() {
+        let e: ErrorEnvelope =
+            serde_json::from_str(&fixture("error_190_expired_token.json")).unwrap();
+        assert_eq!(e.error.code, 190);
+        assert_eq!(e.error.error_subcode, Some(463));
+        let e: ErrorEnvelope =
+            serde_json::from_str(&fixture("error_100_invalid_parameter.json")).unwrap();
+        assert_eq!(e.error.code, 100);
+        assert!(e.error.explanation().contains("mandatory"));
+        let e: MetaError =
+            serde_json::from_str(&fixture("error_object_131047_reengagement.json")).unwrap();
+        assert_eq!(e.code, 131047);
+        let ok: SendResponse = serde_json::from_str(&fixture("send_message_success.json")).unwrap();
+        assert!(ok.messages[0].id.starts_with("wamid."));
+    }
+}
