@@ -44,6 +44,26 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Manage the master key that encrypts tenant secrets.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-encrypt every tenant secret under a new master key, in one transaction.
+    ///
+    /// With key files (PARLEY_MASTER_KEY unset), the new key replaces data/master.key and the
+    /// old one is kept as data/master.key.previous, which servers still read from, so restart
+    /// them at your pace. With PARLEY_MASTER_KEY, the new key is printed on stdout: set it as
+    /// PARLEY_MASTER_KEY and the old one as PARLEY_MASTER_KEY_PREVIOUS on every replica.
+    Rotate {
+        /// The new key (32 bytes, base64). Default: a fresh random key.
+        #[arg(long, env = "PARLEY_NEW_MASTER_KEY", hide_env_values = true)]
+        new_key: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,8 +167,47 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("{}", secret.expose_secret());
             Ok(())
         }
+        Command::Keys {
+            command: KeysCommand::Rotate { new_key },
+        } => rotate_keys(settings, new_key).await,
         Command::Openapi => Ok(()),
     }
+}
+
+async fn rotate_keys(settings: Settings, new_key: Option<String>) -> anyhow::Result<()> {
+    let keys = crate::keys::Keys::load_or_create(&settings)?;
+    let new = match new_key {
+        Some(k) => crate::keys::Key::new(Box::new(
+            crate::keys::decode_key(&k).map_err(|e| anyhow::anyhow!("--new-key: {e}"))?,
+        )),
+        None => crate::keys::generate()?,
+    };
+    let mut vault = crate::crypto::Vault::new(&new).with_older(&keys.master);
+    if let Some(previous) = &keys.master_previous {
+        vault = vault.with_older(previous);
+    }
+    let store = crate::store::Store::connect(&settings).await?;
+    store.migrate().await?;
+    let rotated = crate::rotate::rotate(&store, &vault).await?;
+    store.close().await;
+    if settings.master_key.is_none() {
+        crate::keys::replace_master_key_file(&settings, &keys.master, &new)?;
+        eprintln!(
+            "re-encrypted {} secrets under key {}; data/master.key holds the new key and \
+             master.key.previous the old one; restart the servers",
+            rotated.values,
+            vault.current_key_id()
+        );
+    } else {
+        eprintln!(
+            "re-encrypted {} secrets under key {}. Set PARLEY_MASTER_KEY to the key below and \
+             PARLEY_MASTER_KEY_PREVIOUS to the old one on every replica, then restart them:",
+            rotated.values,
+            vault.current_key_id()
+        );
+        println!("{}", crate::keys::encode(&new).expose_secret());
+    }
+    Ok(())
 }
 
 fn print_openapi() -> ExitCode {

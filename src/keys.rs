@@ -35,6 +35,8 @@ pub fn decode_key(encoded: &str) -> Result<[u8; KEY_LEN], String> {
 /// Both keys, ready to use.
 pub struct Keys {
     pub master: Key,
+    /// The master key before the last rotation, if any: values sealed under it stay readable.
+    pub master_previous: Option<Key>,
     pub jwt: Key,
 }
 
@@ -44,9 +46,10 @@ impl Keys {
         Ok(Self {
             master: load_or_create_one(
                 settings.master_key.as_ref(),
-                &settings.data_dir.join("master.key"),
+                &settings.data_dir.join(MASTER_FILE),
                 "PARLEY_MASTER_KEY",
             )?,
+            master_previous: load_previous(settings)?,
             jwt: load_or_create_one(
                 settings.jwt_secret.as_ref(),
                 &settings.data_dir.join("jwt.key"),
@@ -54,6 +57,62 @@ impl Keys {
             )?,
         })
     }
+}
+
+fn load_previous(settings: &Settings) -> anyhow::Result<Option<Key>> {
+    if let Some(v) = &settings.master_key_previous {
+        let key = decode_key(v.expose_secret())
+            .map_err(|e| anyhow::anyhow!("PARLEY_MASTER_KEY_PREVIOUS: {e}"))?;
+        return Ok(Some(Key::new(Box::new(key))));
+    }
+    let file = settings.data_dir.join(PREVIOUS_FILE);
+    if settings.master_key.is_none() && file.exists() {
+        let text = std::fs::read_to_string(&file)?;
+        let key = decode_key(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        return Ok(Some(Key::new(Box::new(key))));
+    }
+    Ok(None)
+}
+
+const MASTER_FILE: &str = "master.key";
+const PREVIOUS_FILE: &str = "master.key.previous";
+
+/// A new random key.
+pub fn generate() -> anyhow::Result<Key> {
+    let mut key = [0u8; KEY_LEN];
+    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(Key::new(Box::new(key)))
+}
+
+/// Base64 of a key, to print or store.
+pub fn encode(key: &Key) -> SecretString {
+    SecretString::from(STANDARD.encode(key.expose_secret()))
+}
+
+/// After a rotation with file-based keys: the new key becomes `master.key`, the old one
+/// `master.key.previous`. Each file is written whole to a temporary name and renamed, so a
+/// crash leaves either the old or the new file, never half of one.
+pub fn replace_master_key_file(settings: &Settings, old: &Key, new: &Key) -> anyhow::Result<()> {
+    write_atomically(&settings.data_dir.join(PREVIOUS_FILE), old)?;
+    write_atomically(&settings.data_dir.join(MASTER_FILE), new)
+}
+
+fn write_atomically(path: &Path, key: &Key) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(&tmp)?;
+    f.write_all(encode(key).expose_secret().as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 fn load_or_create_one(

@@ -35,6 +35,7 @@ pub mod keys;
 pub mod llm;
 #[path = "../migrations/mod.rs"]
 pub mod migrations;
+pub mod rotate;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -52,7 +52,10 @@ impl AppState {
         Ok(Self(Arc::new(Inner {
             graph,
             jwt: JwtKeys::new(&keys.jwt, settings.jwt_ttl),
-            vault: Vault::new(&keys.master),
+            vault: match &keys.master_previous {
+                Some(previous) => Vault::new(&keys.master).with_older(previous),
+                None => Vault::new(&keys.master),
+            },
             settings,
             store,
             redis,

@@ -29,6 +29,7 @@ struct Raw {
     redis_url: Option<String>,
     public_url: Option<String>,
     master_key: Option<String>,
+    master_key_previous: Option<String>,
     jwt_secret: Option<String>,
     jwt_ttl_secs: u64,
     data_dir: PathBuf,
@@ -68,6 +69,10 @@ pub struct Settings {
     /// uses `DATA_DIR/master.key`, creating it (mode 0600) on first start.
     /// IMPORTANT: secrets stored under a key cannot be read without it; back it up.
     pub master_key: Option<SecretString>,
+    /// `PARLEY_MASTER_KEY_PREVIOUS`: the key before the last `parley keys rotate`, still accepted
+    /// for reading so replicas can be restarted one by one. With key files,
+    /// `DATA_DIR/master.key.previous` plays this part.
+    pub master_key_previous: Option<SecretString>,
     /// `PARLEY_JWT_SECRET`: 32 bytes, base64. Signs dashboard sessions. Same rule as the master
     /// key, with `DATA_DIR/jwt.key`. Changing it logs everybody out.
     pub jwt_secret: Option<SecretString>,
@@ -221,6 +226,10 @@ impl Settings {
         if let Some(k) = &master_key {
             crate::keys::decode_key(k).map_err(|e| invalid("master_key", e))?;
         }
+        let master_key_previous = raw.master_key_previous.filter(|s| !s.is_empty());
+        if let Some(k) = &master_key_previous {
+            crate::keys::decode_key(k).map_err(|e| invalid("master_key_previous", e))?;
+        }
         let jwt_secret = raw.jwt_secret.filter(|s| !s.is_empty());
         if let Some(k) = &jwt_secret {
             crate::keys::decode_key(k).map_err(|e| invalid("jwt_secret", e))?;
@@ -285,6 +294,7 @@ impl Settings {
             redis_url,
             public_url,
             master_key: master_key.map(SecretString::from),
+            master_key_previous: master_key_previous.map(SecretString::from),
             jwt_secret: jwt_secret.map(SecretString::from),
             jwt_ttl: Duration::from_secs(raw.jwt_ttl_secs),
             data_dir: raw.data_dir,

@@ -77,7 +77,9 @@ impl FromStr for ModelSpec {
         let (name_parts, params) = segments.split_at(first_param);
         // `gpt-4o/temperature` is a forgotten value, not a model called that.
         if let Some(bare) = name_parts.iter().skip(1).find(|p| KNOWN.contains(p)) {
-            return Err(err(format!("parameter {bare}: no value (write {bare}=VALUE)")));
+            return Err(err(format!(
+                "parameter {bare}: no value (write {bare}=VALUE)"
+            )));
         }
         let name = name_parts.join("/");
         if name.is_empty() || name_parts.iter().any(|p| p.is_empty()) {

@@ -333,3 +333,120 @@ pub fn parley_command(env: &[(String, String)]) -> std::process::Command {
     }
     cmd
 }
+
+/// The shared fixtures (real Cloud API payloads, Graph bodies, LLM transcripts).
+pub fn fixture(path: &str) -> String {
+    let full = format!("{}/../shared/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("fixture {full}: {e}"))
+}
+
+/// Rows the conversation engine will write, seeded directly for read-model tests.
+pub struct Seeded {
+    pub contact_id: String,
+    pub conversation_id: String,
+    pub message_id: String,
+}
+
+impl TestApp {
+    /// A contact, a conversation on `integration_id` with user `wa_id`, one user message
+    /// `minutes_ago` old, and one event-log entry.
+    pub async fn seed_conversation(
+        &self,
+        tenant_id: &str,
+        integration_id: &str,
+        wa_id: &str,
+        minutes_ago: i64,
+    ) -> Seeded {
+        use parley::store::entities::{contact, conversation, message};
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+        let db = self.state.store().db();
+        let at = parley::time::now_ms() - minutes_ago * 60_000;
+        let c = contact::ActiveModel {
+            id: Set(parley::ids::new_id("con")),
+            tenant_id: Set(tenant_id.into()),
+            fingerprint: Set(format!("wa:{wa_id}:{}", uuid::Uuid::new_v4().simple())),
+            name: Set(Some("Zoë".into())),
+            description: Set(None),
+            email: Set(None),
+            phone: Set(Some(format!("+{wa_id}"))),
+            nick: Set(None),
+            preferences: Set(None),
+            verified_at: Set(None),
+            meta: Set(json!({"source": "seed"})),
+            created_at: Set(at),
+            updated_at: Set(at),
+        }
+        .insert(db)
+        .await
+        .unwrap();
+        let conv = conversation::ActiveModel {
+            id: Set(parley::ids::new_id("cnv")),
+            tenant_id: Set(tenant_id.into()),
+            contact_id: Set(Some(c.id.clone())),
+            bot_id: Set(None),
+            integration_id: Set(Some(integration_id.into())),
+            wa_id: Set(Some(wa_id.into())),
+            name: Set(None),
+            description: Set(None),
+            meta: Set(json!({})),
+            last_message_at: Set(Some(at)),
+            ended_at: Set(None),
+            created_at: Set(at),
+            updated_at: Set(at),
+        }
+        .insert(db)
+        .await
+        .unwrap();
+        let m = message::ActiveModel {
+            id: Set(parley::ids::new_id("msg")),
+            tenant_id: Set(tenant_id.into()),
+            conversation_id: Set(conv.id.clone()),
+            kind: Set("user".into()),
+            text: Set("hello from whatsapp".into()),
+            meta: Set(json!({})),
+            wamid: Set(Some(format!("wamid.{}", uuid::Uuid::new_v4().simple()))),
+            delivery_status: Set(None),
+            error_code: Set(None),
+            error_title: Set(None),
+            created_at: Set(at),
+            updated_at: Set(at),
+        }
+        .insert(db)
+        .await
+        .unwrap();
+        parley::events::Event::new(
+            "whatsapp.message.received",
+            parley::events::Level::Info,
+            "seeded",
+        )
+        .integration(integration_id)
+        .conversation(&conv.id)
+        .contact(Some(&c.id))
+        .record(db, tenant_id)
+        .await
+        .unwrap();
+        Seeded {
+            contact_id: c.id,
+            conversation_id: conv.id,
+            message_id: m.id,
+        }
+    }
+
+    /// Creates a WhatsApp integration and returns its id.
+    pub async fn create_integration(&self, who: &Account, body: Value) -> String {
+        let res = self
+            .post("/api/v1/integration/whatsapp/create", &who.token, &body)
+            .await;
+        assert_eq!(res.status(), 200, "integration create failed");
+        res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn fetch_json(&self, path: &str, token: &str) -> Value {
+        let res = self.get(path, token).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.unwrap()
+    }
+}

@@ -2,11 +2,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod bots;
 mod errors;
 mod health;
 mod helpers;
+mod paging;
 mod process;
+mod providers;
+mod readmodels;
+mod sdk;
+mod secrets;
 mod storage;
 mod tenancy;
 mod tokens;
 mod unauthenticated;
+mod whatsapp;

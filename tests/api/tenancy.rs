@@ -88,3 +88,118 @@ async fn the_tenant_scope_filters_every_query() {
         ana_id
     );
 }
+
+/// Every route that takes an id answers 404 when tenant B uses tenant A's id, and no list of
+/// B's shows A's rows. Routes come from the OpenAPI document, so new ones are covered.
+#[tokio::test]
+async fn every_route_with_an_id_is_404_across_tenants() {
+    use std::collections::HashMap;
+    let app = spawn_app().await;
+    let ana = app.signup("Ana").await;
+    let bob = app.signup("Bob").await;
+    let id_of = |v: Value| v["id"].as_str().unwrap().to_owned();
+    let provider = id_of(
+        app.post(
+            "/api/v1/provider/create",
+            &ana.token,
+            &json!({"name": "P", "type": "openai", "apiKey": "k"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap(),
+    );
+    let bot = id_of(
+        app.post(
+            "/api/v1/bot/create",
+            &ana.token,
+            &json!({"name": "B", "providerId": provider}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap(),
+    );
+    let wa = app
+        .create_integration(
+            &ana,
+            json!({"botId": bot, "phoneNumberId": "1", "accessToken": "t"}),
+        )
+        .await;
+    let seeded = app
+        .seed_conversation(&ana.tenant_id, &wa, "447700900123", 1)
+        .await;
+    let (token, _) = app.create_token(&ana, "t", None).await;
+    let ids: HashMap<&str, String> = HashMap::from([
+        ("providerId", provider),
+        ("botId", bot),
+        ("whatsappIntegrationId", wa),
+        ("contactId", seeded.contact_id),
+        ("conversationId", seeded.conversation_id),
+        ("messageId", seeded.message_id),
+        ("tokenId", token),
+    ]);
+
+    let doc = serde_json::to_value(parley::http::openapi_document()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op["security"] == json!([{}]) {
+                continue;
+            }
+            let mut filled = path.clone();
+            let mut has_id = false;
+            for (name, id) in &ids {
+                let param = format!("{{{name}}}");
+                if filled.contains(&param) {
+                    filled = filled.replace(&param, id);
+                    has_id = true;
+                }
+            }
+            assert!(!filled.contains('{'), "no id for a parameter of {path}");
+            let res = match method.as_str() {
+                "get" => app.get(&filled, &bob.token).await,
+                // A body every route accepts, so validation cannot answer before the lookup.
+                _ => {
+                    app.post(
+                        &filled,
+                        &bob.token,
+                        &json!({"to": "+447700900123", "text": "hi"}),
+                    )
+                    .await
+                }
+            };
+            let status = res.status().as_u16();
+            let text = res.text().await.unwrap();
+            if has_id {
+                checked += 1;
+                assert_eq!(status, 404, "{method} {path} as another tenant: {text}");
+                assert!(text.contains("NOT_FOUND"), "{text}");
+            } else if method == "get" {
+                for id in ids.values() {
+                    assert!(
+                        !text.contains(id.as_str()),
+                        "{path} shows another tenant's {id}: {text}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} routes with ids were checked");
+    // Ana's rows are all still there and hers.
+    for path in [
+        format!("/api/v1/bot/{}/fetch", ids["botId"]),
+        format!(
+            "/api/v1/integration/whatsapp/{}/fetch",
+            ids["whatsappIntegrationId"]
+        ),
+        format!(
+            "/api/v1/conversation/{}/message/{}/fetch",
+            ids["conversationId"], ids["messageId"]
+        ),
+        format!("/api/v1/contact/{}/fetch", ids["contactId"]),
+        format!("/api/v1/provider/{}/fetch", ids["providerId"]),
+    ] {
+        assert_eq!(app.get(&path, &ana.token).await.status(), 200, "{path}");
+    }
+}

@@ -176,7 +176,8 @@ pub fn merge_meta(stored: &Value, patch: Option<Map<String, Value>>) -> ApiResul
 }
 
 /// `meta` filters from a list's query string. The SDK sends `meta.KEY=VALUE`; `meta[KEY]=VALUE`
-/// is accepted too. Values match string values of top-level keys.
+/// is accepted too. A filter matches a top-level key whose value, as text, equals it
+/// (`meta.vip=true` matches `true`, `meta.n=1` matches `1` and `"1"`).
 pub fn meta_filters(query: &str) -> ApiResult<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -221,13 +222,22 @@ pub fn meta_condition(
     for (key, value) in filters {
         let expr = match backend {
             DatabaseBackend::Postgres => Expr::cust_with_values(
-                format!("(\"{column}\" ->> ?) = ?"),
+                // sea-query numbers PostgreSQL placeholders itself: `$1` is the first value.
+                format!("(\"{column}\" ->> $1) = $2"),
                 [key.clone(), value.clone()],
             ),
-            _ => Expr::cust_with_values(
-                format!("json_extract(\"{column}\", ?) = ?"),
-                [format!("$.\"{key}\""), value.clone()],
-            ),
+            // Compare the text of the value, as PostgreSQL's ->> does: 1 is "1", true is "true".
+            _ => {
+                let path = format!("$.\"{key}\"");
+                Expr::cust_with_values(
+                    format!(
+                        "(CASE json_type(\"{column}\", ?) WHEN 'true' THEN 'true' \
+                         WHEN 'false' THEN 'false' \
+                         ELSE CAST(json_extract(\"{column}\", ?) AS TEXT) END) = ?"
+                    ),
+                    [path.clone(), path, value.clone()],
+                )
+            }
         };
         cond = cond.add(expr.into_condition());
     }
