@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test lint fmt openapi openapi-check bench migrate
+.PHONY: run test lint fmt openapi openapi-check bench migrate fuzz
 
 ## run: start Parley on SQLite at http://127.0.0.1:8080 (data in ./data)
 run:
@@ -40,3 +40,22 @@ bench:
 ## migrate: apply database migrations to PARLEY_DATABASE_URL
 migrate:
 	$(CARGO) run --bin parley -- migrate
+
+## fuzz: run each fuzz target in fuzz/ for FUZZ_SECONDS (needs cargo-fuzz; see fuzz/Cargo.toml).
+## cargo-fuzz needs nightly flags, hence RUSTC_BOOTSTRAP; its instrumented build gets its own
+## target dir so it never invalidates the normal one. The webhook fixtures seed the corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGET_DIR ?= $(abspath $(CURDIR)/../target-fuzz)
+FUZZ_FIXTURES ?= $(abspath $(CURDIR)/../shared/fixtures/webhook)
+FUZZ_FLAGS ?= --codegen-units 16
+FUZZ = RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) $(CARGO) fuzz
+
+fuzz:
+	@mkdir -p fuzz/corpus/webhook_parse fuzz/corpus/signature_verify
+	@if [ -d "$(FUZZ_FIXTURES)" ]; then \
+		cd "$(FUZZ_FIXTURES)" && find . -name '*.json' | while read -r f; do \
+			cp "$$f" "$(CURDIR)/fuzz/corpus/webhook_parse/fixture_$$(echo "$${f#./}" | tr / _)"; \
+		done; \
+	else echo "no fixtures at $(FUZZ_FIXTURES): webhook_parse starts from an empty corpus"; fi
+	$(FUZZ) run $(FUZZ_FLAGS) webhook_parse -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+	$(FUZZ) run $(FUZZ_FLAGS) signature_verify -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1

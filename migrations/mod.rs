@@ -9,6 +9,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_tenancy;
 mod m20261122_000002_create_management;
+mod m20261122_000003_create_ingest;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_tenancy::Migration),
             Box::new(m20261122_000002_create_management::Migration),
+            Box::new(m20261122_000003_create_ingest::Migration),
         ]
     }
 }

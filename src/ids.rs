@@ -20,6 +20,8 @@ pub mod prefix {
     pub const CONVERSATION: &str = "cnv";
     pub const MESSAGE: &str = "msg";
     pub const EVENT: &str = "evt";
+    pub const INBOUND: &str = "inb";
+    pub const STATUS: &str = "sts";
 }
 
 /// A new id with the given prefix.

@@ -29,6 +29,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod ids;
+pub mod ingest;
 pub mod integrations;
 pub mod jobs;
 pub mod keys;

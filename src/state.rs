@@ -9,6 +9,9 @@ use crate::auth::jwt::JwtKeys;
 use crate::channels::whatsapp::graph::GraphClient;
 use crate::config::Settings;
 use crate::crypto::Vault;
+use crate::ingest::Ingestor;
+use crate::ingest::cache::CallbackCache;
+use crate::ingest::limiter::EventLimiter;
 use crate::keys::Keys;
 use crate::store::Store;
 
@@ -23,6 +26,10 @@ struct Inner {
     vault: Vault,
     graph: GraphClient,
     redis: Option<deadpool_redis::Pool>,
+    ingestor: Ingestor,
+    callbacks: CallbackCache,
+    /// Keeps floods of rejected webhooks out of the event log.
+    webhook_events: EventLimiter,
 }
 
 impl AppState {
@@ -50,6 +57,9 @@ impl AppState {
             settings.whatsapp_graph_timeout,
         )?;
         Ok(Self(Arc::new(Inner {
+            ingestor: Ingestor::start(store.clone()),
+            callbacks: CallbackCache::default(),
+            webhook_events: EventLimiter::new(std::time::Duration::from_secs(10)),
             graph,
             jwt: JwtKeys::new(&keys.jwt, settings.jwt_ttl),
             vault: match &keys.master_previous {
@@ -76,6 +86,20 @@ impl AppState {
 
     pub fn vault(&self) -> &Vault {
         &self.0.vault
+    }
+
+    /// Where webhooks are stored.
+    pub fn ingestor(&self) -> &Ingestor {
+        &self.0.ingestor
+    }
+
+    /// Integrations as their callbacks see them.
+    pub fn callbacks(&self) -> &CallbackCache {
+        &self.0.callbacks
+    }
+
+    pub fn webhook_events(&self) -> &EventLimiter {
+        &self.0.webhook_events
     }
 
     /// Meta's Graph API.

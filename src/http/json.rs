@@ -6,7 +6,7 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::web::BytesMut;
+use actix_web::web::{Bytes, BytesMut};
 use actix_web::{FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
@@ -36,12 +36,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                     .trim()
                     .to_ascii_lowercase()
             });
-        let declared_len = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let req = req.clone();
+        let payload = payload.take();
         Box::pin(async move {
             match content_type.as_deref() {
                 Some("application/json") => {}
@@ -52,20 +48,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                     ));
                 }
             }
-            // Refuse early when the client tells us the size, so we do not read what we will
-            // throw away.
-            if declared_len.is_some_and(|n| n > MAX_JSON_BODY) {
-                return Err(ApiError::payload_too_large(MAX_JSON_BODY));
-            }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|_| ApiError::bad_request("the request body could not be read"))?;
-                if body.len() + chunk.len() > MAX_JSON_BODY {
-                    return Err(ApiError::payload_too_large(MAX_JSON_BODY));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_body(&req, payload, MAX_JSON_BODY).await?;
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Err(ApiError::bad_request(
                     "the request body is empty; send a JSON object",
@@ -90,6 +73,34 @@ fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
         (false, None) => format!("invalid request body: {inner}"),
         (false, Some(f)) => format!("invalid request body: {f}: {inner}"),
     }
+}
+
+/// Reads a request body of at most `limit` bytes; 413 beyond that.
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    // Refuse early when the client tells us the size, so we do not read what we will throw
+    // away.
+    if declared_len.is_some_and(|n| n > limit) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut body = BytesMut::with_capacity(declared_len.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Query-string errors as 400 in the error shape.

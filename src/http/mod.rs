@@ -9,6 +9,7 @@ mod health;
 pub mod json;
 mod openapi;
 mod request_id;
+pub mod webhooks;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -70,6 +71,7 @@ fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.configure(health::configure)
         .route(OPENAPI_PATH, web::get().to(openapi::serve))
         .configure(api::configure_public)
+        .configure(webhooks::configure)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .wrap(from_fn(crate::auth::require_auth))

@@ -329,10 +329,12 @@ pub async fn initiate(
     match sent {
         Ok(wamid) => {
             update
-                .col_expr(message::Column::Wamid, Expr::value(wamid))
+                .col_expr(message::Column::Wamid, Expr::value(wamid.clone()))
                 .col_expr(message::Column::DeliveryStatus, Expr::value("sent"))
                 .exec(scope.db())
                 .await?;
+            // Meta may have reported on the message before its send call returned.
+            crate::ingest::apply_stored_statuses(scope.db(), scope.tenant_id(), &wamid).await?;
             Ok(id)
         }
         Err(e) => {

@@ -7,10 +7,76 @@ use std::str::FromStr;
 
 use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::throttle;
 use crate::state::AppState;
+
+/// The queue of stored inbound WhatsApp messages waiting for the conversation engine.
+pub const INBOUND_QUEUE: &str = "inbound";
+
+/// How often a job may fail before it is parked as failed.
+pub const MAX_ATTEMPTS: i32 = 10;
+
+/// One stored inbound message to process. Carries ids only: the worker re-reads the row, so a
+/// job that runs twice finds the message already processed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundJob {
+    pub tenant_id: String,
+    pub integration_id: String,
+    pub inbound_id: String,
+}
+
+/// Enqueues a job inside the caller's transaction, so the job exists exactly when the data it
+/// points to does.
+///
+/// apalis' own `push` takes its pool, not our transaction, so this writes the queue's row
+/// itself, in the shape apalis-sqlite and apalis-postgres 1.0 read back (args as JSON bytes,
+/// a ULID id, `Pending`). `idempotency_key` is unique per queue: enqueuing twice is a no-op.
+/// A test (`storage::jobs_enqueued_in_a_transaction_reach_an_apalis_worker`) guards the shape.
+pub async fn enqueue_in<C: ConnectionTrait>(
+    conn: &C,
+    queue: &str,
+    args: &impl Serialize,
+    idempotency_key: &str,
+) -> Result<(), DbErr> {
+    let job = serde_json::to_vec(args).map_err(|e| DbErr::Custom(format!("job args: {e}")))?;
+    let id = ulid::Ulid::generate().to_string();
+    let backend = conn.get_database_backend();
+    let stmt = match backend {
+        DatabaseBackend::Postgres => Statement::from_sql_and_values(
+            backend,
+            "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, \
+             priority, metadata, idempotency_key) VALUES ($1, $2, $3, 'Pending', 0, $4, now(), 0, \
+             ''::hstore, $5) ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+            [
+                id.into(),
+                queue.into(),
+                job.into(),
+                MAX_ATTEMPTS.into(),
+                idempotency_key.into(),
+            ],
+        ),
+        _ => Statement::from_sql_and_values(
+            backend,
+            "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
+             priority, metadata, idempotency_key) VALUES (?, ?, ?, 'Pending', 0, ?, ?, 0, '{}', ?) \
+             ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+            [
+                job.into(),
+                id.into(),
+                queue.into(),
+                MAX_ATTEMPTS.into(),
+                (crate::time::now_ms() / 1000).into(),
+                idempotency_key.into(),
+            ],
+        ),
+    };
+    conn.execute_raw(stmt).await?;
+    Ok(())
+}
 
 /// Housekeeping, once a minute on every replica. Each task is idempotent, so replicas running
 /// it at the same time do no harm.

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bots;
+mod crash;
 mod errors;
 mod health;
 mod helpers;
@@ -16,4 +17,5 @@ mod storage;
 mod tenancy;
 mod tokens;
 mod unauthenticated;
+mod webhooks;
 mod whatsapp;

@@ -182,7 +182,7 @@ async fn migrate_applies_migrations_and_exits() {
 /// Starts `parley serve` on a free port. Returns the child, its port, the log lines written
 /// before it listened, and a channel with the lines after (a thread keeps draining stderr, so
 /// the child never blocks or dies on a closed pipe).
-fn start_server(
+pub fn start_server(
     env: &[(String, String)],
     dir: Option<&std::path::Path>,
 ) -> (
@@ -281,7 +281,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "exit status");
 }
 
-fn wait_with_timeout(
+pub fn wait_with_timeout(
     child: &mut std::process::Child,
     limit: Duration,
 ) -> Option<std::process::ExitStatus> {

@@ -140,3 +140,83 @@ async fn the_job_queue_tables_live_in_the_same_database() {
         .unwrap();
     assert_eq!(row.try_get::<i64>("", "n").unwrap(), 0);
 }
+
+/// Jobs are written into apalis' tables by our own SQL (so they share the storing
+/// transaction); this proves apalis workers read them back, on either backend.
+#[tokio::test]
+async fn jobs_enqueued_in_a_transaction_reach_an_apalis_worker() {
+    use apalis::prelude::*;
+    use parley::jobs::{InboundJob, enqueue_in};
+    use parley::store::Pool;
+    use sea_orm::TransactionTrait;
+
+    async fn handle(
+        job: InboundJob,
+        tx: Data<tokio::sync::mpsc::UnboundedSender<InboundJob>>,
+    ) -> Result<(), BoxDynError> {
+        tx.send(job)?;
+        Ok(())
+    }
+
+    let db = TestDb::new().await;
+    let store = parley::store::Store::connect(&test_settings(&db))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let job = InboundJob {
+        tenant_id: "ten_1".into(),
+        integration_id: "wai_1".into(),
+        inbound_id: "inb_1".into(),
+    };
+    let txn = store.db().begin().await.unwrap();
+    enqueue_in(&txn, "probe", &job, "inb_1").await.unwrap();
+    enqueue_in(&txn, "probe", &job, "inb_1").await.unwrap();
+    txn.commit().await.unwrap();
+    // A rolled-back transaction leaves no job behind.
+    let txn = store.db().begin().await.unwrap();
+    enqueue_in(
+        &txn,
+        "probe",
+        &InboundJob {
+            inbound_id: "inb_2".into(),
+            ..job.clone()
+        },
+        "inb_2",
+    )
+    .await
+    .unwrap();
+    txn.rollback().await.unwrap();
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = match store.pool().clone() {
+        Pool::Sqlite(pool) => {
+            let storage = apalis_sqlite::SqliteStorage::<InboundJob>::new(&pool)
+                .with_config(apalis_sqlite::Config::default().queue("probe"));
+            tokio::spawn(
+                WorkerBuilder::new("probe")
+                    .backend(storage)
+                    .data(tx)
+                    .build(handle)
+                    .run(),
+            )
+        }
+        Pool::Postgres(pool) => {
+            let storage = apalis_postgres::PostgresStorage::<InboundJob>::new(&pool)
+                .with_config(apalis_postgres::Config::default().queue("probe"));
+            tokio::spawn(
+                WorkerBuilder::new("probe")
+                    .backend(storage)
+                    .data(tx)
+                    .build(handle)
+                    .run(),
+            )
+        }
+    };
+    let got = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+        .await
+        .expect("the worker got the job");
+    assert_eq!(got, Some(job));
+    let again = tokio::time::timeout(std::time::Duration::from_secs(2), rx.recv()).await;
+    assert!(again.is_err(), "exactly one job: {again:?}");
+    worker.abort();
+}

@@ -2,3 +2,5 @@
 
 pub mod allow_from;
 pub mod graph;
+pub mod signature;
+pub mod webhook;

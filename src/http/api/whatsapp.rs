@@ -427,6 +427,7 @@ async fn update(
     }
     am.updated_at = Set(now_ms());
     am.update(auth.scope().db()).await?;
+    state.callbacks().forget(&id);
     Ok(HttpResponse::Ok().json(IdResponse { id }))
 }
 
@@ -439,10 +440,15 @@ async fn update(
     responses((status = 200, body = IdResponse), (status = 404, body = ErrorBody))
 )]
 #[post("/integration/whatsapp/{whatsappIntegrationId}/delete")]
-async fn delete(auth: Auth, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn delete(
+    auth: Auth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     auth.require(Role::Admin)?;
     let id = path.into_inner();
     auth.scope().delete::<wi::Entity>(&id).await?;
+    state.callbacks().forget(&id);
     Ok(HttpResponse::Ok().json(IdResponse { id }))
 }
 

@@ -1,0 +1,441 @@
+//! Durable, deduplicated ingestion of webhooks, with group commit.
+//!
+//! The callback handler verifies and parses a webhook, turns it into a [`Batch`] and hands it to
+//! the [`Ingestor`]; it answers Meta only once the batch is committed. One writer task collects
+//! the batches of all concurrent requests and writes them in a single transaction: inbound
+//! messages (deduplicated on `(integration_id, wamid)`), their queue jobs, statuses and event-log
+//! entries. One commit (one fsync) then acknowledges many webhooks, which is what makes thousands
+//! of durable acknowledgements per second possible on SQLite.
+
+pub mod cache;
+pub mod limiter;
+
+use std::time::Duration;
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, Statement, TransactionTrait,
+};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::events::{Event, Level};
+use crate::ids::{new_id, prefix};
+use crate::jobs::{INBOUND_QUEUE, InboundJob, enqueue_in};
+use crate::store::Store;
+use crate::store::entities::whatsapp_integration as wi;
+use crate::time::now_ms;
+
+/// Most requests committed together.
+const MAX_GROUP: usize = 512;
+/// Requests waiting for the writer before callers are told to retry (503).
+const QUEUE_DEPTH: usize = 8192;
+
+/// An inbound message to store.
+#[derive(Debug, Clone)]
+pub struct InboundRecord {
+    pub wamid: String,
+    pub wa_id: String,
+    pub kind: String,
+    /// JSON: the message, the sender's contact entry and the value's metadata.
+    pub payload: String,
+    /// Meta's timestamp, seconds.
+    pub sent_at: i64,
+    /// Whether `allowFrom` lets the sender talk to the bot.
+    pub allowed: bool,
+}
+
+/// A delivery status to store and apply.
+#[derive(Debug, Clone)]
+pub struct StatusRecord {
+    pub wamid: String,
+    pub status: String,
+    pub error_code: Option<i32>,
+    pub error_title: Option<String>,
+    pub payload: String,
+    pub status_at: i64,
+}
+
+/// Everything one webhook request stores.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub tenant_id: String,
+    pub integration_id: String,
+    pub bot_id: Option<String>,
+    pub messages: Vec<InboundRecord>,
+    pub statuses: Vec<StatusRecord>,
+    /// Other event-log entries (unknown fields, errors, wrong phone number ids…).
+    pub events: Vec<Event>,
+}
+
+/// What storing a batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// New messages, queued for the engine.
+    pub queued: usize,
+    /// New messages from senders `allowFrom` does not allow: stored, never answered.
+    pub ignored: usize,
+    /// Messages stored before (Meta redelivered them).
+    pub duplicates: usize,
+    /// New statuses.
+    pub statuses: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The integration was deleted after the request started.
+    #[error("the integration no longer exists")]
+    IntegrationGone,
+    /// The database failed; Meta should retry.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+struct Pending {
+    batch: Batch,
+    reply: oneshot::Sender<Result<Outcome, IngestError>>,
+}
+
+/// The handle requests submit batches through. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Ingestor {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Ingestor {
+    /// Starts the writer task. It runs until every `Ingestor` clone is dropped, so batches
+    /// submitted before shutdown are still written.
+    pub fn start(store: Store) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(writer(store, rx));
+        Self { tx }
+    }
+
+    /// Stores a batch; returns once it is committed.
+    pub async fn submit(&self, batch: Batch) -> Result<Outcome, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(Pending { batch, reply })
+            .map_err(|_| IngestError::Unavailable("ingest queue full".to_owned()))?;
+        answer
+            .await
+            .map_err(|_| IngestError::Unavailable("ingest writer stopped".to_owned()))?
+    }
+}
+
+async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.recv().await {
+        group.push(first);
+        // Whatever arrived while the last commit ran goes into this one.
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
+        let batches: Vec<&Batch> = group.iter().map(|p| &p.batch).collect();
+        let result = write_group(&store, &batches).await;
+        match result {
+            Ok(outcomes) => {
+                for (p, outcome) in group.drain(..).zip(outcomes) {
+                    let _ = p.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, requests = group.len(), "storing webhooks failed");
+                let why = if crate::store::is_unavailable(&e) {
+                    "database unavailable"
+                } else {
+                    "database error"
+                };
+                for p in group.drain(..) {
+                    let _ = p.reply.send(Err(IngestError::Unavailable(why.to_owned())));
+                }
+                // Do not spin against a database that is down.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn write_group(
+    store: &Store,
+    batches: &[&Batch],
+) -> Result<Vec<Result<Outcome, IngestError>>, DbErr> {
+    let txn = store.db().begin().await?;
+    let mut ids: Vec<&str> = batches.iter().map(|b| b.integration_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let existing: Vec<String> = wi::Entity::find()
+        .filter(wi::Column::Id.is_in(ids))
+        .select_only()
+        .column(wi::Column::Id)
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    let now = now_ms();
+    let mut results = Vec::with_capacity(batches.len());
+    for batch in batches {
+        if !existing.iter().any(|id| id == &batch.integration_id) {
+            results.push(Err(IngestError::IntegrationGone));
+            continue;
+        }
+        results.push(Ok(write_batch(&txn, batch, now).await?));
+    }
+    txn.commit().await?;
+    Ok(results)
+}
+
+async fn write_batch(txn: &DatabaseTransaction, b: &Batch, now: i64) -> Result<Outcome, DbErr> {
+    let backend = txn.get_database_backend();
+    let mut outcome = Outcome::default();
+    for m in &b.messages {
+        let id = new_id(prefix::INBOUND);
+        let state = if m.allowed { "queued" } else { "ignored" };
+        let inserted = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                placeholders(
+                    backend,
+                    "INSERT INTO inbound_message (id, tenant_id, integration_id, wamid, wa_id, kind, \
+                     payload, state, sent_at, received_at, updated_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (integration_id, wamid) DO NOTHING RETURNING id",
+                ),
+                [
+                    id.clone().into(),
+                    b.tenant_id.clone().into(),
+                    b.integration_id.clone().into(),
+                    m.wamid.clone().into(),
+                    m.wa_id.clone().into(),
+                    m.kind.clone().into(),
+                    m.payload.clone().into(),
+                    state.into(),
+                    m.sent_at.into(),
+                    now.into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        if inserted.is_none() {
+            outcome.duplicates += 1;
+            continue;
+        }
+        let data = json!({"wamid": m.wamid, "type": m.kind, "from": m.wa_id, "inboundId": id});
+        if m.allowed {
+            let job = InboundJob {
+                tenant_id: b.tenant_id.clone(),
+                integration_id: b.integration_id.clone(),
+                inbound_id: id.clone(),
+            };
+            enqueue_in(txn, INBOUND_QUEUE, &job, &id).await?;
+            outcome.queued += 1;
+            Event::new(
+                "whatsapp.message.received",
+                Level::Info,
+                format!("{} message received", m.kind),
+            )
+            .integration(&b.integration_id)
+            .bot(b.bot_id.as_deref())
+            .data(data)
+            .record(txn, &b.tenant_id)
+            .await?;
+        } else {
+            outcome.ignored += 1;
+            Event::new(
+                "whatsapp.message.ignored",
+                Level::Warning,
+                "message from a sender allowFrom does not allow: stored, not answered",
+            )
+            .integration(&b.integration_id)
+            .bot(b.bot_id.as_deref())
+            .data(data)
+            .record(txn, &b.tenant_id)
+            .await?;
+        }
+    }
+    for s in &b.statuses {
+        if record_status(txn, b, s, now).await? {
+            outcome.statuses += 1;
+        }
+    }
+    for e in &b.events {
+        e.clone().record(txn, &b.tenant_id).await?;
+    }
+    Ok(outcome)
+}
+
+/// Stores a status once (redeliveries are ignored), applies it to the outbound message if that
+/// is known, and logs it. Returns whether it was new.
+async fn record_status(
+    txn: &DatabaseTransaction,
+    b: &Batch,
+    s: &StatusRecord,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let backend = txn.get_database_backend();
+    let inserted = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            placeholders(
+                backend,
+                "INSERT INTO message_status (id, tenant_id, integration_id, wamid, status, \
+                 error_code, error_title, payload, status_at, received_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (integration_id, wamid, status) DO NOTHING RETURNING id",
+            ),
+            [
+                new_id(prefix::STATUS).into(),
+                b.tenant_id.clone().into(),
+                b.integration_id.clone().into(),
+                s.wamid.clone().into(),
+                s.status.clone().into(),
+                s.error_code.into(),
+                s.error_title.clone().into(),
+                s.payload.clone().into(),
+                s.status_at.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    if inserted.is_none() {
+        return Ok(false);
+    }
+    apply_status(
+        txn,
+        &b.tenant_id,
+        &s.wamid,
+        &s.status,
+        s.error_code,
+        s.error_title.as_deref(),
+        now,
+    )
+    .await?;
+    let (level, message) = match (s.status.as_str(), s.error_code) {
+        ("failed", Some(code)) => (
+            Level::Error,
+            format!(
+                "delivery failed with error {code}: {}",
+                s.error_title.as_deref().unwrap_or("no title")
+            ),
+        ),
+        ("failed", None) => (Level::Error, "delivery failed".to_owned()),
+        (other, _) => (Level::Info, format!("message {other}")),
+    };
+    Event::new(status_event_kind(&s.status), level, message)
+        .integration(&b.integration_id)
+        .bot(b.bot_id.as_deref())
+        .data(json!({"wamid": s.wamid, "status": s.status, "code": s.error_code}))
+        .record(txn, &b.tenant_id)
+        .await?;
+    Ok(true)
+}
+
+fn status_event_kind(status: &str) -> &'static str {
+    match status {
+        "sent" => "whatsapp.status.sent",
+        "delivered" => "whatsapp.status.delivered",
+        "read" => "whatsapp.status.read",
+        "failed" => "whatsapp.status.failed",
+        _ => "whatsapp.status.other",
+    }
+}
+
+/// Where a delivery state stands; a message only ever moves to a higher rank.
+fn rank(status: &str) -> Option<i32> {
+    match status {
+        "sent" => Some(1),
+        "delivered" => Some(2),
+        "read" => Some(3),
+        "failed" => Some(4),
+        _ => None,
+    }
+}
+
+/// Moves the outbound message with `wamid` forward to `status`, never backwards. Does nothing
+/// when no such message is known (yet): the status stays stored and
+/// [`apply_stored_statuses`] applies it once the send call has recorded the wamid.
+pub async fn apply_status<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: &str,
+    wamid: &str,
+    status: &str,
+    error_code: Option<i32>,
+    error_title: Option<&str>,
+    now: i64,
+) -> Result<(), DbErr> {
+    let Some(rank) = rank(status) else {
+        return Ok(());
+    };
+    let backend = conn.get_database_backend();
+    conn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        placeholders(
+            backend,
+            "UPDATE message SET delivery_status = ?, error_code = COALESCE(?, error_code), \
+             error_title = COALESCE(?, error_title), updated_at = ? \
+             WHERE tenant_id = ? AND wamid = ? AND \
+             (CASE delivery_status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 \
+              WHEN 'failed' THEN 4 ELSE 0 END) < ?",
+        ),
+        [
+            status.into(),
+            error_code.into(),
+            error_title.map(str::to_owned).into(),
+            now.into(),
+            tenant_id.into(),
+            wamid.into(),
+            rank.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Applies statuses that arrived before the message's wamid was known.
+pub async fn apply_stored_statuses<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: &str,
+    wamid: &str,
+) -> Result<(), DbErr> {
+    use crate::store::entities::message_status as ms;
+    let stored = ms::Entity::find()
+        .filter(ms::Column::TenantId.eq(tenant_id))
+        .filter(ms::Column::Wamid.eq(wamid))
+        .all(conn)
+        .await?;
+    let now = now_ms();
+    for s in stored {
+        apply_status(
+            conn,
+            tenant_id,
+            wamid,
+            &s.status,
+            s.error_code,
+            s.error_title.as_deref(),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `?` placeholders as the backend wants them: PostgreSQL numbers them.
+fn placeholders(backend: sea_orm::DatabaseBackend, sql: &str) -> String {
+    if backend != sea_orm::DatabaseBackend::Postgres {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,163 @@
+//! Crash safety: a SIGKILL in the middle of a stream of webhooks loses nothing that was
+//! acknowledged, and what was not acknowledged succeeds when Meta redelivers it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use parley::channels::whatsapp::signature::sign;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::json;
+
+use crate::helpers::{TestDb, settings_env, spawn_app_on, test_settings};
+use crate::process::{start_server, wait_with_timeout};
+use crate::webhooks::SECRET;
+
+fn webhook(wamid: &str, from: &str) -> Vec<u8> {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "1555", "phone_number_id": "1065"},
+        "contacts": [{"wa_id": from, "profile": {"name": "S"}}],
+        "messages": [{"from": from, "id": wamid, "timestamp": "1700000000", "type": "text", "text": {"body": wamid}}]
+    }}]}]})
+    .to_string()
+    .into_bytes()
+}
+
+async fn scalar(store: &parley::store::Store, sql: &str) -> i64 {
+    let db = store.db();
+    db.query_one_raw(Statement::from_string(
+        db.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get_by_index::<i64>(0)
+    .unwrap()
+}
+
+#[tokio::test]
+async fn sigkill_mid_stream_loses_no_acknowledged_webhook_and_redelivery_completes_the_rest() {
+    const TOTAL: usize = 400;
+    let db = Arc::new(TestDb::new().await);
+    let settings = test_settings(&db);
+    let app = spawn_app_on(db.clone(), settings.clone()).await;
+    let ana = app.signup("Ana").await;
+    let id = app
+        .create_integration(&ana, json!({"appSecret": SECRET, "phoneNumberId": "1065"}))
+        .await;
+    app.stop().await.unwrap();
+
+    let env = settings_env(&settings);
+    let (mut child, port, _, _logs) = start_server(&env, None);
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let client = reqwest::Client::new();
+    let mut senders = Vec::new();
+    for worker in 0..8 {
+        let (client, acked, id) = (client.clone(), acked.clone(), id.clone());
+        senders.push(tokio::spawn(async move {
+            for i in (worker..TOTAL).step_by(8) {
+                let wamid = format!("wamid.crash.{i}");
+                let body = webhook(&wamid, &format!("4477009{:05}", i % 50));
+                let res = client
+                    .post(format!(
+                        "http://127.0.0.1:{port}/api/v1/integration/whatsapp/{id}/callback"
+                    ))
+                    .header("x-hub-signature-256", sign(SECRET.as_bytes(), &body))
+                    .body(body)
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status() == 200 => {
+                        acked.lock().unwrap().insert(wamid);
+                    }
+                    // The server died mid-request: not acknowledged, Meta would retry.
+                    _ => {}
+                }
+            }
+        }));
+    }
+    // Kill it once a good part of the stream was acknowledged.
+    loop {
+        if acked.lock().unwrap().len() >= TOTAL / 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let _ = wait_with_timeout(&mut child, Duration::from_secs(10));
+    let acked: HashSet<String> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= TOTAL / 3 && acked.len() < TOTAL,
+        "acked {}",
+        acked.len()
+    );
+
+    // Every acknowledged message is stored exactly once, with exactly one job.
+    let store = parley::store::Store::connect(&settings).await.unwrap();
+    let jobs_table = match store.db().get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "apalis.jobs",
+        _ => "Jobs",
+    };
+    for wamid in &acked {
+        let n = scalar(
+            &store,
+            &format!("SELECT COUNT(*) FROM inbound_message WHERE wamid = '{wamid}'"),
+        )
+        .await;
+        assert_eq!(n, 1, "{wamid} was acknowledged but stored {n} times");
+    }
+    let jobless = scalar(
+        &store,
+        &format!(
+            "SELECT COUNT(*) FROM inbound_message i WHERE NOT EXISTS \
+             (SELECT 1 FROM {jobs_table} j WHERE j.job_type = 'inbound' AND j.idempotency_key = i.id)"
+        ),
+    )
+    .await;
+    assert_eq!(jobless, 0, "every stored message has its job");
+    store.close().await;
+
+    // Meta redelivers everything; the server comes back on the same database.
+    let (mut child, port, _, _logs) = start_server(&env, None);
+    for i in 0..TOTAL {
+        let wamid = format!("wamid.crash.{i}");
+        let body = webhook(&wamid, &format!("4477009{:05}", i % 50));
+        let res = client
+            .post(format!(
+                "http://127.0.0.1:{port}/api/v1/integration/whatsapp/{id}/callback"
+            ))
+            .header("x-hub-signature-256", sign(SECRET.as_bytes(), &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{wamid} on redelivery");
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = wait_with_timeout(&mut child, Duration::from_secs(30));
+    let store = parley::store::Store::connect(&settings).await.unwrap();
+    assert_eq!(
+        scalar(&store, "SELECT COUNT(*) FROM inbound_message").await,
+        TOTAL as i64
+    );
+    assert_eq!(
+        scalar(
+            &store,
+            &format!("SELECT COUNT(*) FROM {jobs_table} WHERE job_type = 'inbound'")
+        )
+        .await,
+        TOTAL as i64
+    );
+    store.close().await;
+}
