@@ -5,9 +5,14 @@
 //! Scenarios:
 //! - `api`: authenticated `GET /api/v1/auth/me` with an API token (token hash lookup, tenant
 //!   scope, user read): the fixed cost every management request pays.
+//! - `webhook saturation`: signed Cloud API webhooks, one text message each from 1,000 different
+//!   senders, closed-loop (N clients, each sending as soon as its last one was acknowledged).
+//!   Every 200 means the message and its job are committed.
+//! - `webhook 1000/s`: the same webhooks open-loop at a fixed 1,000 per second. Latency is
+//!   measured from when each request was due, not when it was sent, so a stall counts against
+//!   every request it delays.
 //!
-//! Each scenario runs closed-loop at saturation (N concurrent clients, as fast as answers come)
-//! for a fixed time and reports throughput and latency percentiles.
+//! Each scenario reports throughput and latency percentiles.
 //! Run with `make bench`; record results in BENCHMARKS.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -21,6 +26,9 @@ use secrecy::SecretString;
 
 const DURATION: Duration = Duration::from_secs(10);
 const CLIENTS: usize = 32;
+const WEBHOOK_CLIENTS: usize = 64;
+const FIXED_RATE: u64 = 1000;
+const APP_SECRET: &str = "bench-app-secret";
 
 struct Report {
     name: String,
@@ -135,6 +143,108 @@ async fn saturate(name: String, client: reqwest::Client, url: String, token: Str
     }
 }
 
+async fn webhook_integration(client: &reqwest::Client, base: &str, token: &str) -> String {
+    let res: serde_json::Value = client
+        .post(format!("{base}/api/v1/integration/whatsapp/create"))
+        .bearer_auth(token)
+        .json(
+            &serde_json::json!({"name": "bench", "appSecret": APP_SECRET, "phoneNumberId": "1065"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    res["id"].as_str().unwrap().to_owned()
+}
+
+static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A signed webhook with a fresh wamid, from one of 1,000 senders.
+fn webhook() -> (Vec<u8>, String) {
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let from = format!("4477009{:05}", n % 1000);
+    let body = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100", "phone_number_id": "1065"},
+        "contacts": [{"wa_id": from, "profile": {"name": "Load"}}],
+        "messages": [{"from": from, "id": format!("wamid.bench.{n}"), "timestamp": "1700000000", "type": "text", "text": {"body": "hello, is the shop open today?"}}]
+    }}]}]})
+    .to_string()
+    .into_bytes();
+    let sig = parley::channels::whatsapp::signature::sign(APP_SECRET.as_bytes(), &body);
+    (body, sig)
+}
+
+async fn send_webhook(client: &reqwest::Client, url: &str) {
+    let (body, sig) = webhook();
+    let res = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let _ = res.bytes().await;
+}
+
+async fn webhook_saturation(name: String, client: reqwest::Client, url: String) -> Report {
+    let stop = Instant::now() + DURATION;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..WEBHOOK_CLIENTS {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < stop {
+                let t = Instant::now();
+                send_webhook(&client, &url).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    Report {
+        name,
+        done: latencies.len(),
+        elapsed: started.elapsed(),
+        latencies,
+    }
+}
+
+async fn webhook_fixed_rate(name: String, client: reqwest::Client, url: String) -> Report {
+    let total = FIXED_RATE * DURATION.as_secs();
+    let interval = Duration::from_micros(1_000_000 / FIXED_RATE);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = started + interval * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            send_webhook(&client, &url).await;
+            due.elapsed()
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        latencies.push(t.await.unwrap());
+    }
+    Report {
+        name,
+        done: latencies.len(),
+        elapsed: started.elapsed(),
+        latencies,
+    }
+}
+
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -173,7 +283,28 @@ fn main() {
                 .unwrap();
             let token = api_token(&client, &base).await;
             let url = format!("{base}/api/v1/auth/me");
-            saturate(format!("api auth/me [{label}]"), client, url, token)
+            saturate(
+                format!("api auth/me [{label}]"),
+                client.clone(),
+                url,
+                token.clone(),
+            )
+            .await
+            .print();
+            let hook = webhook_integration(&client, &base, &token).await;
+            let url = format!("{base}/api/v1/integration/whatsapp/{hook}/callback");
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(WEBHOOK_CLIENTS * 4)
+                .build()
+                .unwrap();
+            webhook_saturation(
+                format!("webhook saturation [{label}]"),
+                client.clone(),
+                url.clone(),
+            )
+            .await
+            .print();
+            webhook_fixed_rate(format!("webhook {FIXED_RATE}/s [{label}]"), client, url)
                 .await
                 .print();
         }

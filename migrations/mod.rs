@@ -10,6 +10,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_tenancy;
 mod m20261122_000002_create_management;
 mod m20261122_000003_create_ingest;
+mod m20261122_000004_create_engine;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_tenancy::Migration),
             Box::new(m20261122_000002_create_management::Migration),
             Box::new(m20261122_000003_create_ingest::Migration),
+            Box::new(m20261122_000004_create_engine::Migration),
         ]
     }
 }

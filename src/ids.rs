@@ -22,6 +22,7 @@ pub mod prefix {
     pub const EVENT: &str = "evt";
     pub const INBOUND: &str = "inb";
     pub const STATUS: &str = "sts";
+    pub const TURN: &str = "trn";
 }
 
 /// A new id with the given prefix.

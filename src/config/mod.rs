@@ -46,6 +46,11 @@ struct Raw {
     shutdown_timeout_secs: u64,
     worker_concurrency: usize,
     http_workers: usize,
+    coalesce_window_ms: u64,
+    history_tokens: u32,
+    llm_timeout_secs: u64,
+    llm_max_retries: u32,
+    apology_text: String,
 }
 
 /// Validated settings. Each field names its environment variable.
@@ -112,6 +117,19 @@ pub struct Settings {
     pub worker_concurrency: usize,
     /// `PARLEY_HTTP_WORKERS`: HTTP worker threads; 0 means one per CPU core. Default 0.
     pub http_workers: usize,
+    /// `PARLEY_COALESCE_WINDOW_MS`: messages of one contact that arrive within this many
+    /// milliseconds of each other are answered in one turn. Default 1500.
+    pub coalesce_window: Duration,
+    /// `PARLEY_HISTORY_TOKENS`: how much conversation history (estimated tokens) goes into each
+    /// prompt; the oldest is dropped first, the current turn never. Default 8000.
+    pub history_tokens: u32,
+    /// `PARLEY_LLM_TIMEOUT_SECS`: the longest one model call may take. Default 60.
+    pub llm_timeout: Duration,
+    /// `PARLEY_LLM_MAX_RETRIES`: retries of a model call on 429, 5xx, overload and timeouts.
+    /// Default 2.
+    pub llm_max_retries: u32,
+    /// `PARLEY_APOLOGY_TEXT`: what the user gets when the model fails for a turn.
+    pub apology_text: String,
 }
 
 /// Who may create a tenant over HTTP.
@@ -284,6 +302,19 @@ impl Settings {
                 format!("{:?} is not a filter ({e})", raw.log_level),
             )
         })?;
+        if raw.coalesce_window_ms > 60_000 {
+            return Err(invalid("coalesce_window_ms", "must be at most 60000"));
+        }
+        if raw.llm_timeout_secs == 0 || raw.llm_timeout_secs > 600 {
+            return Err(invalid("llm_timeout_secs", "must be between 1 and 600"));
+        }
+        if raw.llm_max_retries > 10 {
+            return Err(invalid("llm_max_retries", "must be at most 10"));
+        }
+        let apology = raw.apology_text.trim();
+        if apology.is_empty() || apology.chars().count() > 1000 {
+            return Err(invalid("apology_text", "must be 1 to 1000 characters"));
+        }
         if raw.worker_concurrency == 0 {
             return Err(invalid("worker_concurrency", "must be at least 1"));
         }
@@ -317,6 +348,11 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(raw.shutdown_timeout_secs),
             worker_concurrency: raw.worker_concurrency,
             http_workers: raw.http_workers,
+            coalesce_window: Duration::from_millis(raw.coalesce_window_ms),
+            history_tokens: raw.history_tokens,
+            llm_timeout: Duration::from_secs(raw.llm_timeout_secs),
+            llm_max_retries: raw.llm_max_retries,
+            apology_text: raw.apology_text,
         })
     }
 }

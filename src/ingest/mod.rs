@@ -196,7 +196,7 @@ async fn write_batch(txn: &DatabaseTransaction, b: &Batch, now: i64) -> Result<O
         let inserted = txn
             .query_one_raw(Statement::from_sql_and_values(
                 backend,
-                placeholders(
+                sql(
                     backend,
                     "INSERT INTO inbound_message (id, tenant_id, integration_id, wamid, wa_id, kind, \
                      payload, state, sent_at, received_at, updated_at) \
@@ -278,7 +278,7 @@ async fn record_status(
     let inserted = txn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
-            placeholders(
+            sql(
                 backend,
                 "INSERT INTO message_status (id, tenant_id, integration_id, wamid, status, \
                  error_code, error_title, payload, status_at, received_at) \
@@ -371,7 +371,7 @@ pub async fn apply_status<C: ConnectionTrait>(
     let backend = conn.get_database_backend();
     conn.execute_raw(Statement::from_sql_and_values(
         backend,
-        placeholders(
+        sql(
             backend,
             "UPDATE message SET delivery_status = ?, error_code = COALESCE(?, error_code), \
              error_title = COALESCE(?, error_title), updated_at = ? \
@@ -422,7 +422,7 @@ pub async fn apply_stored_statuses<C: ConnectionTrait>(
 }
 
 /// `?` placeholders as the backend wants them: PostgreSQL numbers them.
-fn placeholders(backend: sea_orm::DatabaseBackend, sql: &str) -> String {
+pub fn sql(backend: sea_orm::DatabaseBackend, sql: &str) -> String {
     if backend != sea_orm::DatabaseBackend::Postgres {
         return sql.to_owned();
     }

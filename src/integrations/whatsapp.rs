@@ -83,6 +83,17 @@ pub fn warnings(row: &wi::Model) -> Vec<String> {
     w
 }
 
+/// The integration's own reset commands (besides the defaults).
+pub fn reset_commands(row: &wi::Model) -> Vec<String> {
+    row.reset_commands
+        .as_deref()
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
 pub fn access_token_context(row: &wi::Model) -> String {
     secret_context(
         &row.tenant_id,
@@ -306,6 +317,11 @@ pub async fn initiate(
         delivery_status: Set(Some("pending".to_owned())),
         error_code: Set(None),
         error_title: Set(None),
+        turn_id: Set(None),
+        part: Set(None),
+        inbound_id: Set(None),
+        input_tokens: Set(None),
+        output_tokens: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

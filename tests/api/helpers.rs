@@ -391,6 +391,7 @@ impl TestApp {
             meta: Set(json!({})),
             last_message_at: Set(Some(at)),
             ended_at: Set(None),
+            expires_at: Set(None),
             created_at: Set(at),
             updated_at: Set(at),
         }
@@ -408,6 +409,11 @@ impl TestApp {
             delivery_status: Set(None),
             error_code: Set(None),
             error_title: Set(None),
+            turn_id: Set(None),
+            part: Set(None),
+            inbound_id: Set(None),
+            input_tokens: Set(None),
+            output_tokens: Set(None),
             created_at: Set(at),
             updated_at: Set(at),
         }

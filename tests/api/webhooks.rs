@@ -567,6 +567,11 @@ async fn outbound(app: &TestApp, who: &Account, integration: &str, wamid: &str) 
         delivery_status: Set(Some("pending".into())),
         error_code: Set(None),
         error_title: Set(None),
+        turn_id: Set(None),
+        part: Set(None),
+        inbound_id: Set(None),
+        input_tokens: Set(None),
+        output_tokens: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

@@ -62,6 +62,21 @@ impl GraphError {
             _ => None,
         }
     }
+
+    /// Whether sending again later can succeed: rate limits (130429 throughput, 131056 pair
+    /// rate, 4 and 80007 app/WABA limits), Meta's own trouble (5xx, 131000, 2), timeouts and
+    /// network errors. Everything else (131047 outside the window, 131026 undeliverable, 100
+    /// bad parameter, 190 token) fails the same way every time.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Meta { status, error } => {
+                matches!(error.code, 130429 | 131056 | 4 | 80007 | 131000 | 2 | 1)
+                    || (*status >= 500 && !matches!(error.code, 131047 | 131026 | 100 | 190))
+            }
+            Self::Timeout(_) | Self::Transport(_) => true,
+            Self::Unexpected { status } => *status >= 500 || *status == 429,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -154,6 +169,32 @@ impl GraphClient {
             .next()
             .map(|m| m.id)
             .ok_or(GraphError::Unexpected { status: 200 })
+    }
+
+    /// Marks an inbound message read and, with `typing`, shows the typing indicator to the user
+    /// (it disappears when we reply, or after 25 seconds).
+    pub async fn mark_read(
+        &self,
+        phone_number_id: &str,
+        token: &SecretString,
+        wamid: &str,
+        typing: bool,
+    ) -> Result<(), GraphError> {
+        let mut body = serde_json::json!({
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": wamid,
+        });
+        if typing {
+            body["typing_indicator"] = serde_json::json!({"type": "text"});
+        }
+        let req = self
+            .http
+            .post(self.url(&format!("{}/messages", urlencode(phone_number_id))))
+            .bearer_auth(token.expose_secret())
+            .json(&body);
+        let _: serde_json::Value = self.call(req).await?;
+        Ok(())
     }
 
     async fn call<T: serde::de::DeserializeOwned>(

@@ -17,6 +17,8 @@ pub struct Model {
     pub meta: Json,
     pub last_message_at: Option<i64>,
     pub ended_at: Option<i64>,
+    /// When the session ends unless the contact writes again.
+    pub expires_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -19,6 +19,8 @@ pub struct Model {
     pub sent_at: i64,
     pub received_at: i64,
     pub updated_at: i64,
+    /// The turn that answered (or is answering) this message.
+    pub turn_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,14 @@ pub struct Model {
     pub delivery_status: Option<String>,
     pub error_code: Option<i32>,
     pub error_title: Option<String>,
+    /// The turn whose reply this is part of (bot messages).
+    pub turn_id: Option<String>,
+    /// Position in the turn's reply; with `turn_id`, the outbox's idempotency key.
+    pub part: Option<i32>,
+    /// The inbound message this user message came from.
+    pub inbound_id: Option<String>,
+    pub input_tokens: Option<i32>,
+    pub output_tokens: Option<i32>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -5,6 +5,7 @@
 pub mod api_token;
 pub mod bot;
 pub mod contact;
+pub mod contact_lane;
 pub mod conversation;
 pub mod event_log;
 pub mod inbound_message;
@@ -13,5 +14,6 @@ pub mod message;
 pub mod message_status;
 pub mod provider;
 pub mod tenant;
+pub mod turn;
 pub mod user;
 pub mod whatsapp_integration;

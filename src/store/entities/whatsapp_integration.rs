@@ -27,6 +27,8 @@ pub struct Model {
     pub allow_from: String,
     /// Accept unsigned webhooks. For local testing only.
     pub allow_unsigned: bool,
+    /// Extra session-reset commands, one per line.
+    pub reset_commands: Option<String>,
     pub status: String,
     pub status_message: Option<String>,
     pub meta: Json,
