@@ -4,7 +4,7 @@
 //! sealing context of each value (tenant, table, row, column) stays the same.
 
 use anyhow::Context;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use secrecy::ExposeSecret;
 
 use crate::crypto::Vault;
@@ -33,7 +33,7 @@ fn reseal(vault: &Vault, sealed: &Option<String>, context: &str) -> anyhow::Resu
 /// Re-seals every secret with `vault`'s current key. `vault` must also hold the key(s) the
 /// values are sealed with now.
 pub async fn rotate(store: &Store, vault: &Vault) -> anyhow::Result<Rotated> {
-    let txn = store.db().begin().await?;
+    let txn = crate::store::begin_write(store.db()).await?;
     let mut n = 0;
     for row in provider::Entity::find().all(&txn).await? {
         let ctx = secret_context(&row.tenant_id, "provider", &row.id, "api_key");

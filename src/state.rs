@@ -9,6 +9,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::channels::whatsapp::graph::GraphClient;
 use crate::config::Settings;
 use crate::crypto::Vault;
+use crate::engine::session::Sessions;
 use crate::ingest::Ingestor;
 use crate::ingest::cache::CallbackCache;
 use crate::ingest::limiter::EventLimiter;
@@ -30,6 +31,11 @@ struct Inner {
     callbacks: CallbackCache,
     /// Keeps floods of rejected webhooks out of the event log.
     webhook_events: EventLimiter,
+    sessions: Sessions,
+    /// For model vendors: no total timeout here, each call sets its own.
+    llm_http: reqwest::Client,
+    /// Names this process in lane leases.
+    worker_id: String,
 }
 
 impl AppState {
@@ -60,6 +66,13 @@ impl AppState {
             ingestor: Ingestor::start(store.clone()),
             callbacks: CallbackCache::default(),
             webhook_events: EventLimiter::new(std::time::Duration::from_secs(10)),
+            sessions: Sessions::new(redis.clone()),
+            llm_http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .context("building the HTTP client for model vendors")?,
+            worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             graph,
             jwt: JwtKeys::new(&keys.jwt, settings.jwt_ttl),
             vault: match &keys.master_previous {
@@ -100,6 +113,19 @@ impl AppState {
 
     pub fn webhook_events(&self) -> &EventLimiter {
         &self.0.webhook_events
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.0.sessions
+    }
+
+    pub fn llm_http(&self) -> &reqwest::Client {
+        &self.0.llm_http
+    }
+
+    /// This process, as lane leases name it.
+    pub fn worker_id(&self) -> &str {
+        &self.0.worker_id
     }
 
     /// Meta's Graph API.

@@ -1,7 +1,7 @@
 //! Creating tenants and their first user, and API tokens. Shared by signup, the
 //! `parley tenant create` command and the token API.
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use secrecy::SecretString;
 
 use crate::auth::{Role, token};
@@ -61,7 +61,7 @@ pub async fn create_tenant(
     password_hash: Option<String>,
 ) -> ApiResult<(tenant::Model, user::Model)> {
     let now = now_ms();
-    let txn = store.db().begin().await?;
+    let txn = crate::store::begin_write(store.db()).await?;
     let tenant = tenant::ActiveModel {
         id: Set(new_id(prefix::TENANT)),
         name: Set(tenant_name.to_owned()),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, Statement, TransactionTrait,
+    QuerySelect, Statement,
 };
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -163,7 +163,7 @@ async fn write_group(
     store: &Store,
     batches: &[&Batch],
 ) -> Result<Vec<Result<Outcome, IngestError>>, DbErr> {
-    let txn = store.db().begin().await?;
+    let txn = crate::store::begin_write(store.db()).await?;
     let mut ids: Vec<&str> = batches.iter().map(|b| b.integration_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();

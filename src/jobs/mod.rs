@@ -17,6 +17,11 @@ use crate::state::AppState;
 /// The queue of stored inbound WhatsApp messages waiting for the conversation engine.
 pub const INBOUND_QUEUE: &str = "inbound";
 
+/// How often idle workers look for new jobs. Jobs are written by our own SQL inside the
+/// ingest transaction, which apalis' notifications do not see, so workers poll; at 20 light
+/// queries a second this bounds the queue's share of reply latency to about 50 ms.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// How often a job may fail before it is parked as failed.
 pub const MAX_ATTEMPTS: i32 = 10;
 
@@ -87,7 +92,28 @@ async fn maintenance(_tick: Tick, state: Data<AppState>) -> Result<(), BoxDynErr
     if pruned > 0 {
         tracing::debug!(pruned, "pruned expired login throttle rows");
     }
+    let ended = crate::engine::session::close_expired(state.store().db()).await?;
+    if ended > 0 {
+        tracing::debug!(ended, "ended expired sessions");
+    }
+    let woken = crate::engine::sweep(&state)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    if woken > 0 {
+        tracing::info!(
+            woken,
+            "woke contacts whose messages were waiting without a worker"
+        );
+    }
     Ok(())
+}
+
+/// Runs the engine for one stored inbound message. Database trouble is retried by apalis
+/// (up to [`MAX_ATTEMPTS`]); everything else the engine records and finishes itself.
+async fn inbound(job: InboundJob, state: Data<AppState>) -> Result<(), BoxDynError> {
+    crate::engine::handle(&state, &job)
+        .await
+        .map_err(|e| -> BoxDynError { format!("{e:?}").into() })
 }
 
 /// Runs every worker until `shutdown` is cancelled, then drains them within the shutdown bound.
@@ -95,13 +121,37 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
     let schedule = cron::Schedule::from_str(MAINTENANCE_SCHEDULE)?;
     let timeout = state.settings().shutdown_timeout;
     let maintenance_state = state.clone();
-    Monitor::new()
-        .register(move |_| {
-            WorkerBuilder::new("maintenance")
-                .backend(CronScheduler::new(schedule.clone()))
-                .data(maintenance_state.clone())
-                .build(maintenance)
-        })
+    let concurrency = state.settings().worker_concurrency;
+    let monitor = Monitor::new().register(move |_| {
+        WorkerBuilder::new("maintenance")
+            .backend(CronScheduler::new(schedule.clone()))
+            .data(maintenance_state.clone())
+            .build(maintenance)
+    });
+    let engine_state = state.clone();
+    let monitor = match state.store().pool().clone() {
+        crate::store::Pool::Sqlite(pool) => monitor.register(move |_| {
+            let storage = apalis_sqlite::SqliteStorage::<InboundJob>::new(&pool)
+                .with_config(apalis_sqlite::Config::default().queue(INBOUND_QUEUE))
+                .poll_with_interval(POLL_INTERVAL);
+            WorkerBuilder::new("inbound")
+                .backend(storage)
+                .concurrency(concurrency)
+                .data(engine_state.clone())
+                .build(inbound)
+        }),
+        crate::store::Pool::Postgres(pool) => monitor.register(move |_| {
+            let storage = apalis_postgres::PostgresStorage::<InboundJob>::new(&pool)
+                .with_config(apalis_postgres::Config::default().queue(INBOUND_QUEUE))
+                .poll_with_interval(POLL_INTERVAL);
+            WorkerBuilder::new("inbound")
+                .backend(storage)
+                .concurrency(concurrency)
+                .data(engine_state.clone())
+                .build(inbound)
+        }),
+    };
+    monitor
         .shutdown_timeout(timeout)
         .run_with_signal(async move {
             shutdown.cancelled().await;

@@ -168,6 +168,19 @@ impl Store {
     }
 }
 
+/// Begins a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`): a transaction that reads first and writes later would otherwise fail
+/// with SQLITE_BUSY, without waiting, whenever another writer committed in between. Every
+/// transaction that writes must start here.
+pub async fn begin_write<C: sea_orm::TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    db.begin_with_options(sea_orm::TransactionOptions {
+        isolation_level: None,
+        access_mode: None,
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+    })
+    .await
+}
+
 /// Whether a database error means "the database is not there right now" (answer 503 and let
 /// the client retry) rather than a bug (answer 500).
 pub fn is_unavailable(e: &DbErr) -> bool {

@@ -4,6 +4,7 @@
 mod auth;
 mod bots;
 mod crash;
+mod engine;
 mod errors;
 mod health;
 mod helpers;

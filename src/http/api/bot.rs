@@ -2,7 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -371,7 +371,7 @@ async fn delete(auth: Auth, path: web::Path<String>) -> ApiResult<HttpResponse> 
     auth.require(Role::Admin)?;
     let id = path.into_inner();
     let scope = auth.scope();
-    let txn = scope.db().begin().await?;
+    let txn = crate::store::begin_write(scope.db()).await?;
     scope.delete_on::<bot::Entity, _>(&txn, &id).await?;
     scope
         .update_many::<whatsapp_integration::Entity>()

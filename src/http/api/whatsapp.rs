@@ -33,7 +33,7 @@ pub(super) fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfi
         .service(initiate);
 }
 
-const MIN_SESSION_MS: f64 = 60_000.0;
+const MIN_SESSION_MS: f64 = 1_000.0;
 const MAX_SESSION_MS: f64 = 30.0 * 24.0 * 3_600_000.0;
 
 #[derive(Deserialize, ToSchema)]

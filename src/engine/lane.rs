@@ -1,0 +1,96 @@
+//! Contact lanes: at most one worker runs a contact's turns at a time, on any replica.
+//!
+//! A lane is a row keyed by `integration_id:wa_id` with a lease (`locked_by`, `locked_until`).
+//! Taking it is one conditional update, so two workers can never both hold it. The holder
+//! renews the lease while a turn runs; if it dies, the lease lapses and the next job (or the
+//! sweeper) takes over where it stopped.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbErr, Statement};
+
+use crate::ingest::sql;
+use crate::time::now_ms;
+
+/// How long a lease lasts without renewal. Longer than a renewal interval plus a stall.
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// The lane id of a contact of an integration.
+pub fn lane_id(integration_id: &str, wa_id: &str) -> String {
+    format!("{integration_id}:{wa_id}")
+}
+
+/// Takes the lane for `worker` if it is free (or already ours). Returns whether we hold it.
+pub async fn acquire<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: &str,
+    integration_id: &str,
+    wa_id: &str,
+    worker: &str,
+) -> Result<bool, DbErr> {
+    let now = now_ms();
+    let until = now + LEASE.as_millis() as i64;
+    let id = lane_id(integration_id, wa_id);
+    let backend = conn.get_database_backend();
+    // Create the lane on first use; a conflict means it exists already.
+    conn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql(
+            backend,
+            "INSERT INTO contact_lane (id, tenant_id, integration_id, wa_id, locked_by, locked_until) \
+             VALUES (?, ?, ?, ?, NULL, 0) ON CONFLICT (id) DO NOTHING",
+        ),
+        [id.clone().into(), tenant_id.into(), integration_id.into(), wa_id.into()],
+    ))
+    .await?;
+    let res = conn
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql(
+                backend,
+                "UPDATE contact_lane SET locked_by = ?, locked_until = ? \
+                 WHERE id = ? AND (locked_until < ? OR locked_by = ?)",
+            ),
+            [
+                worker.into(),
+                until.into(),
+                id.into(),
+                now.into(),
+                worker.into(),
+            ],
+        ))
+        .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Extends our lease. Returns false if we lost it (it lapsed and someone else took it).
+pub async fn renew<C: ConnectionTrait>(conn: &C, lane: &str, worker: &str) -> Result<bool, DbErr> {
+    let until = now_ms() + LEASE.as_millis() as i64;
+    let backend = conn.get_database_backend();
+    let res = conn
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql(
+                backend,
+                "UPDATE contact_lane SET locked_until = ? WHERE id = ? AND locked_by = ?",
+            ),
+            [until.into(), lane.into(), worker.into()],
+        ))
+        .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Gives the lane up.
+pub async fn release<C: ConnectionTrait>(conn: &C, lane: &str, worker: &str) -> Result<(), DbErr> {
+    let backend = conn.get_database_backend();
+    conn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql(
+            backend,
+            "UPDATE contact_lane SET locked_by = NULL, locked_until = 0 WHERE id = ? AND locked_by = ?",
+        ),
+        [lane.into(), worker.into()],
+    ))
+    .await?;
+    Ok(())
+}

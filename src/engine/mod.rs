@@ -1,0 +1,833 @@
+//! The conversation engine: turns stored inbound messages into bot replies.
+//!
+//! One job per inbound message wakes the engine for that message's contact ("lane"). Whoever
+//! takes the lane runs the contact's turns one at a time, in arrival order, until no message is
+//! waiting; the jobs of messages that arrive meanwhile find the lane taken and leave their
+//! message to the holder, who checks once more after letting go. Different contacts run in
+//! parallel, up to the worker concurrency.
+//!
+//! A turn is a small state machine stored in the database, so a crash at any point resumes
+//! where it stopped without answering twice:
+//! `started` (messages claimed) → `prompted` (user messages and session stored) → `replied`
+//! (reply parts stored) → `done`. The model is called between `prompted` and `replied`; if the
+//! process dies there, the call is simply made again.
+
+pub mod lane;
+pub mod outbox;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::conversation::format::{WHATSAPP_TEXT_LIMIT, split, to_whatsapp};
+use crate::error::ApiResult;
+use crate::events::{Event, Level};
+use crate::ids::{new_id, prefix};
+use crate::jobs::InboundJob;
+use crate::llm::model::ModelSpec;
+use crate::llm::provider::{
+    ChatMessage, ChatRequest, ContentPart, LlmProvider, ProviderConfig, ProviderKind,
+    RequestMetadata, Role,
+};
+use crate::state::AppState;
+use crate::store::entities::{
+    bot, contact, inbound_message as inbound, message, provider, turn, whatsapp_integration as wi,
+};
+use crate::time::now_ms;
+
+use self::outbox::Destination;
+use self::session::SessionKey;
+
+/// Commands that end the session at once, whatever the integration adds.
+pub const DEFAULT_RESET_COMMANDS: [&str; 3] = ["/reset", "/restart", "/new"];
+
+/// What a turn claims at most at once.
+const MAX_COALESCED: u64 = 20;
+
+/// Handles one inbound job: runs its contact's lane if it is free.
+pub async fn handle(state: &AppState, job: &InboundJob) -> ApiResult<()> {
+    let db = state.store().db();
+    let Some(row) = inbound::Entity::find_by_id(job.inbound_id.clone())
+        .filter(inbound::Column::TenantId.eq(job.tenant_id.as_str()))
+        .one(db)
+        .await?
+    else {
+        // The message is gone (tenant deleted, say): nothing to do, and nothing to retry.
+        return Ok(());
+    };
+    run_lane(state, &row.tenant_id, &row.integration_id, &row.wa_id).await
+}
+
+/// Runs the contact's waiting turns while holding its lane.
+pub async fn run_lane(
+    state: &AppState,
+    tenant_id: &str,
+    integration_id: &str,
+    wa_id: &str,
+) -> ApiResult<()> {
+    let db = state.store().db();
+    // A holder per call, not per process: concurrent jobs of one process must exclude each
+    // other too.
+    let holder = format!("{}:{}", state.worker_id(), uuid::Uuid::new_v4().simple());
+    let worker = holder.as_str();
+    let lane_id = lane::lane_id(integration_id, wa_id);
+    loop {
+        if !lane::acquire(db, tenant_id, integration_id, wa_id, worker).await? {
+            // Someone else runs this contact; they check for waiting messages after letting go.
+            return Ok(());
+        }
+        let renewer = spawn_renewer(state.clone(), lane_id.clone(), worker.to_owned());
+        let result = drain_lane(state, tenant_id, integration_id, wa_id).await;
+        renewer.abort();
+        lane::release(db, &lane_id, worker).await?;
+        result?;
+        // A message whose job ran while we held the lane relies on us to see it.
+        if !has_waiting(state, integration_id, wa_id).await? {
+            return Ok(());
+        }
+    }
+}
+
+fn spawn_renewer(state: AppState, lane_id: String, worker: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(lane::LEASE / 3);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match lane::renew(state.store().db(), &lane_id, &worker).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(lane = %lane_id, "lost the lane lease");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "renewing the lane lease failed"),
+            }
+        }
+    })
+}
+
+async fn has_waiting(state: &AppState, integration_id: &str, wa_id: &str) -> ApiResult<bool> {
+    let db = state.store().db();
+    let queued = inbound::Entity::find()
+        .filter(inbound::Column::IntegrationId.eq(integration_id))
+        .filter(inbound::Column::WaId.eq(wa_id))
+        .filter(inbound::Column::State.eq("queued"))
+        .select_only()
+        .column(inbound::Column::Id)
+        .into_tuple::<String>()
+        .one(db)
+        .await?;
+    Ok(queued.is_some())
+}
+
+async fn drain_lane(
+    state: &AppState,
+    tenant_id: &str,
+    integration_id: &str,
+    wa_id: &str,
+) -> ApiResult<()> {
+    let db = state.store().db();
+    loop {
+        // First finish a turn a dead worker left behind.
+        let unfinished = turn::Entity::find()
+            .filter(turn::Column::IntegrationId.eq(integration_id))
+            .filter(turn::Column::WaId.eq(wa_id))
+            .filter(turn::Column::State.is_in(["started", "prompted", "replied"]))
+            .order_by_asc(turn::Column::Id)
+            .one(db)
+            .await?;
+        let turn = match unfinished {
+            Some(t) => t,
+            None => match claim(state, tenant_id, integration_id, wa_id).await? {
+                Some(t) => t,
+                None => return Ok(()),
+            },
+        };
+        run_turn(state, turn).await?;
+    }
+}
+
+/// Claims the contact's waiting messages for a new turn, after letting a burst settle: messages
+/// that arrive within the coalescing window of each other are answered together.
+async fn claim(
+    state: &AppState,
+    tenant_id: &str,
+    integration_id: &str,
+    wa_id: &str,
+) -> ApiResult<Option<turn::Model>> {
+    let db = state.store().db();
+    let window = state.settings().coalesce_window;
+    let waited_since = tokio::time::Instant::now();
+    let waiting = loop {
+        let waiting = inbound::Entity::find()
+            .filter(inbound::Column::IntegrationId.eq(integration_id))
+            .filter(inbound::Column::WaId.eq(wa_id))
+            .filter(inbound::Column::State.eq("queued"))
+            .filter(inbound::Column::TurnId.is_null())
+            .order_by_asc(inbound::Column::Id)
+            .limit(MAX_COALESCED)
+            .all(db)
+            .await?;
+        let Some(newest) = waiting.last() else {
+            return Ok(None);
+        };
+        let quiet_for =
+            Duration::from_millis(u64::try_from(now_ms() - newest.received_at).unwrap_or(0));
+        // Wait out the window, but not forever: a contact typing non-stop still gets answers.
+        if quiet_for >= window
+            || waited_since.elapsed() >= window * 3
+            || waiting.len() as u64 >= MAX_COALESCED
+        {
+            break waiting;
+        }
+        tokio::time::sleep(window - quiet_for).await;
+    };
+    let now = now_ms();
+    let txn = crate::store::begin_write(db).await?;
+    let t = turn::ActiveModel {
+        id: Set(new_id(prefix::TURN)),
+        tenant_id: Set(tenant_id.to_owned()),
+        integration_id: Set(integration_id.to_owned()),
+        wa_id: Set(wa_id.to_owned()),
+        conversation_id: Set(None),
+        state: Set("started".to_owned()),
+        error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    let ids: Vec<String> = waiting.iter().map(|m| m.id.clone()).collect();
+    let claimed = inbound::Entity::update_many()
+        .col_expr(inbound::Column::TurnId, Expr::value(t.id.clone()))
+        .col_expr(inbound::Column::UpdatedAt, Expr::value(now))
+        .filter(inbound::Column::Id.is_in(ids))
+        .filter(inbound::Column::TurnId.is_null())
+        .exec(&txn)
+        .await?;
+    if claimed.rows_affected == 0 {
+        // Someone else claimed them (we lost the lane meanwhile): no turn for us.
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    txn.commit().await?;
+    Ok(Some(t))
+}
+
+/// The text the model (and the transcript) gets for an inbound message.
+pub fn inbound_text(payload: &str) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(payload) else {
+        return String::new();
+    };
+    let m = &v["message"];
+    let kind = m["type"].as_str().unwrap_or("unknown");
+    let text = match kind {
+        "text" => m["text"]["body"].as_str().map(str::to_owned),
+        "button" => m["button"]["text"].as_str().map(str::to_owned),
+        "interactive" => m["interactive"]["button_reply"]["title"]
+            .as_str()
+            .or_else(|| m["interactive"]["list_reply"]["title"].as_str())
+            .map(str::to_owned),
+        "image" | "video" | "document" => {
+            m[kind]["caption"].as_str().map(|c| format!("[{kind}] {c}"))
+        }
+        _ => None,
+    };
+    text.unwrap_or_else(|| format!("[the user sent a {kind} message]"))
+}
+
+async fn run_turn(state: &AppState, t: turn::Model) -> ApiResult<()> {
+    let db = state.store().db();
+    let Some(integration) = wi::Entity::find_by_id(t.integration_id.clone())
+        .one(db)
+        .await?
+    else {
+        // The integration was deleted: keep the messages, answer nothing.
+        return finish(state, &t, "done", Some("integration deleted")).await;
+    };
+    let t = match t.state.as_str() {
+        "started" => prompt(state, &integration, t).await?,
+        _ => t,
+    };
+    let t = match t.state.as_str() {
+        "prompted" => reply(state, &integration, t).await?,
+        _ => t,
+    };
+    if t.state == "replied" {
+        let token = crate::integrations::whatsapp::access_token(state, &integration)?;
+        match (&integration.phone_number_id, token) {
+            (Some(phone), Some(token)) => {
+                let dest = Destination {
+                    tenant_id: &t.tenant_id,
+                    integration_id: &t.integration_id,
+                    phone_number_id: phone,
+                    token: &token,
+                    wa_id: &t.wa_id,
+                };
+                outbox::send_turn(state, &dest, &t.id).await?;
+            }
+            _ => {
+                Event::new(
+                    "whatsapp.reply.skipped",
+                    Level::Error,
+                    "the integration has no phoneNumberId or accessToken; the reply was not sent",
+                )
+                .integration(&t.integration_id)
+                .record(db, &t.tenant_id)
+                .await?;
+            }
+        }
+        finish(state, &t, "done", None).await?;
+    }
+    Ok(())
+}
+
+async fn finish(state: &AppState, t: &turn::Model, to: &str, error: Option<&str>) -> ApiResult<()> {
+    let db = state.store().db();
+    let now = now_ms();
+    let txn = crate::store::begin_write(db).await?;
+    turn::Entity::update_many()
+        .col_expr(turn::Column::State, Expr::value(to))
+        .col_expr(turn::Column::Error, Expr::value(error.map(str::to_owned)))
+        .col_expr(turn::Column::UpdatedAt, Expr::value(now))
+        .filter(turn::Column::Id.eq(t.id.as_str()))
+        .exec(&txn)
+        .await?;
+    inbound::Entity::update_many()
+        .col_expr(
+            inbound::Column::State,
+            Expr::value(if to == "failed" {
+                "failed"
+            } else {
+                "processed"
+            }),
+        )
+        .col_expr(inbound::Column::UpdatedAt, Expr::value(now))
+        .filter(inbound::Column::TurnId.eq(t.id.as_str()))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+fn is_reset(integration: &wi::Model, text: &str) -> bool {
+    let text = text.trim().to_lowercase();
+    DEFAULT_RESET_COMMANDS.contains(&text.as_str())
+        || crate::integrations::whatsapp::reset_commands(integration)
+            .iter()
+            .any(|c| c.to_lowercase() == text)
+}
+
+/// `started` → `prompted`: the session, the contact and the user messages, in one transaction.
+/// A reset command instead ends the session and stores the confirmation as the reply.
+async fn prompt(
+    state: &AppState,
+    integration: &wi::Model,
+    t: turn::Model,
+) -> ApiResult<turn::Model> {
+    let db = state.store().db();
+    let claimed = inbound::Entity::find()
+        .filter(inbound::Column::TurnId.eq(t.id.as_str()))
+        .order_by_asc(inbound::Column::Id)
+        .all(db)
+        .await?;
+    let texts: Vec<String> = claimed.iter().map(|m| inbound_text(&m.payload)).collect();
+    let profile_name = claimed
+        .last()
+        .and_then(|m| serde_json::from_str::<Value>(&m.payload).ok())
+        .and_then(|v| v["contact"]["name"].as_str().map(str::to_owned));
+    let now = now_ms();
+    let txn = crate::store::begin_write(db).await?;
+    let contact_id = if integration.contact_collection {
+        Some(upsert_contact(&txn, &t, profile_name.as_deref(), now).await?)
+    } else {
+        None
+    };
+    let key = SessionKey {
+        tenant_id: &t.tenant_id,
+        integration_id: &t.integration_id,
+        wa_id: &t.wa_id,
+        bot_id: integration.bot_id.as_deref(),
+        contact_id: contact_id.as_deref(),
+        session_ms: integration.session_duration,
+    };
+    let reset = texts.last().is_some_and(|last| is_reset(integration, last));
+    let conversation = state.sessions().continue_or_start(&txn, &key).await?;
+    for (m, text) in claimed.iter().zip(&texts) {
+        let backend = txn.get_database_backend();
+        // The inbound id is unique among user messages, so a resumed turn stores each once.
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            crate::ingest::sql(
+                backend,
+                "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, wamid, \
+                 inbound_id, created_at, updated_at) VALUES (?, ?, ?, 'user', ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (inbound_id) DO NOTHING",
+            ),
+            [
+                new_id(prefix::MESSAGE).into(),
+                t.tenant_id.clone().into(),
+                conversation.id.clone().into(),
+                text.clone().into(),
+                json!({"type": m.kind}).into(),
+                m.wamid.clone().into(),
+                m.id.clone().into(),
+                now.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    }
+    let next_state = if reset {
+        state.sessions().end(&txn, &key).await?;
+        store_parts(&txn, &t, &conversation.id, &[reset_confirmation()], None).await?;
+        "replied"
+    } else {
+        "prompted"
+    };
+    let t = advance(&txn, t, next_state, Some(conversation.id)).await?;
+    txn.commit().await?;
+    Ok(t)
+}
+
+fn reset_confirmation() -> String {
+    "Okay, starting a new conversation.".to_owned()
+}
+
+async fn upsert_contact<C: ConnectionTrait>(
+    conn: &C,
+    t: &turn::Model,
+    name: Option<&str>,
+    now: i64,
+) -> ApiResult<String> {
+    let fingerprint = format!("whatsapp:{}", t.wa_id);
+    let existing = contact::Entity::find()
+        .filter(contact::Column::TenantId.eq(t.tenant_id.as_str()))
+        .filter(contact::Column::Fingerprint.eq(fingerprint.as_str()))
+        .one(conn)
+        .await?;
+    if let Some(c) = existing {
+        if name.is_some() && c.name.as_deref() != name {
+            let id = c.id.clone();
+            let mut am: contact::ActiveModel = c.into();
+            am.name = Set(name.map(str::to_owned));
+            am.updated_at = Set(now);
+            am.update(conn).await?;
+            return Ok(id);
+        }
+        return Ok(c.id);
+    }
+    let c = contact::ActiveModel {
+        id: Set(new_id(prefix::CONTACT)),
+        tenant_id: Set(t.tenant_id.clone()),
+        fingerprint: Set(fingerprint),
+        name: Set(name.map(str::to_owned)),
+        description: Set(None),
+        email: Set(None),
+        phone: Set(Some(format!("+{}", t.wa_id))),
+        nick: Set(None),
+        preferences: Set(None),
+        verified_at: Set(None),
+        meta: Set(json!({"channel": "whatsapp"})),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(conn)
+    .await?;
+    Ok(c.id)
+}
+
+async fn advance<C: ConnectionTrait>(
+    conn: &C,
+    t: turn::Model,
+    to: &str,
+    conversation_id: Option<String>,
+) -> ApiResult<turn::Model> {
+    let mut am: turn::ActiveModel = t.into();
+    am.state = Set(to.to_owned());
+    if let Some(c) = conversation_id {
+        am.conversation_id = Set(Some(c));
+    }
+    am.updated_at = Set(now_ms());
+    Ok(am.update(conn).await?)
+}
+
+/// Stores the reply parts of a turn, before any is sent (the outbox).
+async fn store_parts<C: ConnectionTrait>(
+    conn: &C,
+    t: &turn::Model,
+    conversation_id: &str,
+    parts: &[String],
+    usage: Option<(u32, u32)>,
+) -> ApiResult<()> {
+    let now = now_ms();
+    for (i, text) in parts.iter().enumerate() {
+        let backend = conn.get_database_backend();
+        let (input, output) = match (i, usage) {
+            (0, Some((a, b))) => (Some(a as i32), Some(b as i32)),
+            _ => (None, None),
+        };
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            crate::ingest::sql(
+                backend,
+                "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, \
+                 delivery_status, turn_id, part, input_tokens, output_tokens, created_at, updated_at) \
+                 VALUES (?, ?, ?, 'bot', ?, ?, 'pending', ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (turn_id, part) DO NOTHING",
+            ),
+            [
+                new_id(prefix::MESSAGE).into(),
+                t.tenant_id.clone().into(),
+                conversation_id.into(),
+                text.clone().into(),
+                json!({}).into(),
+                t.id.clone().into(),
+                (i as i32).into(),
+                input.into(),
+                output.into(),
+                now.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// `prompted` → `replied`: asks the model and stores its answer as reply parts. If the model
+/// fails after its retries, the parts are one short apology and the failure is logged.
+async fn reply(
+    state: &AppState,
+    integration: &wi::Model,
+    t: turn::Model,
+) -> ApiResult<turn::Model> {
+    let db = state.store().db();
+    let conversation_id = t.conversation_id.clone().unwrap_or_default();
+    show_typing(state, integration, &t).await;
+    let answer = match integration.bot_id.as_deref() {
+        None => Err("no bot is linked to the integration".to_owned()),
+        Some(bot_id) => ask_model(state, integration, &t, bot_id, &conversation_id).await,
+    };
+    let txn = crate::store::begin_write(db).await?;
+    match answer {
+        Ok((text, usage)) => {
+            let parts = split(&to_whatsapp(&text), WHATSAPP_TEXT_LIMIT);
+            let parts = if parts.is_empty() {
+                vec!["…".to_owned()]
+            } else {
+                parts
+            };
+            store_parts(&txn, &t, &conversation_id, &parts, Some(usage)).await?;
+        }
+        Err(why) => {
+            Event::new(
+                "bot.reply.failed",
+                Level::Error,
+                format!("the model could not answer: {why}"),
+            )
+            .integration(&t.integration_id)
+            .bot(integration.bot_id.as_deref())
+            .conversation(&conversation_id)
+            .record(&txn, &t.tenant_id)
+            .await?;
+            store_parts(
+                &txn,
+                &t,
+                &conversation_id,
+                &[state.settings().apology_text.clone()],
+                None,
+            )
+            .await?;
+        }
+    }
+    let t = advance(&txn, t, "replied", None).await?;
+    txn.commit().await?;
+    Ok(t)
+}
+
+/// Marks the newest message of the turn read and shows "typing…". Best effort.
+async fn show_typing(state: &AppState, integration: &wi::Model, t: &turn::Model) {
+    let Ok(Some(token)) = crate::integrations::whatsapp::access_token(state, integration) else {
+        return;
+    };
+    let Some(phone) = &integration.phone_number_id else {
+        return;
+    };
+    let newest = inbound::Entity::find()
+        .filter(inbound::Column::TurnId.eq(t.id.as_str()))
+        .order_by_desc(inbound::Column::Id)
+        .one(state.store().db())
+        .await;
+    if let Ok(Some(m)) = newest
+        && let Err(e) = state.graph().mark_read(phone, &token, &m.wamid, true).await
+    {
+        tracing::debug!(error = %e, "marking read failed");
+    }
+}
+
+/// A user id the model vendor can use for abuse tracking without learning the phone number.
+fn user_hash(tenant_id: &str, wa_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(tenant_id.as_bytes());
+    h.update(b":");
+    h.update(wa_id.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+async fn ask_model(
+    state: &AppState,
+    integration: &wi::Model,
+    t: &turn::Model,
+    bot_id: &str,
+    conversation_id: &str,
+) -> Result<(String, (u32, u32)), String> {
+    let scope = state.store().scope(&t.tenant_id);
+    let bot = scope
+        .find::<bot::Entity>(bot_id)
+        .await
+        .map_err(|_| "the linked bot no longer exists".to_owned())?;
+    let (llm, default_model) =
+        resolve_provider(state, &t.tenant_id, bot.provider_id.as_deref()).await?;
+    let model_string = bot
+        .model
+        .clone()
+        .or(default_model)
+        .ok_or_else(|| "neither the bot nor its provider names a model".to_owned())?;
+    let model: ModelSpec = model_string
+        .parse()
+        .map_err(|e: crate::llm::model::ModelError| e.to_string())?;
+    let messages = history(state, &t.tenant_id, conversation_id, &t.id, &model)
+        .await
+        .map_err(|e| format!("reading the conversation failed: {e:?}"))?;
+    let request = ChatRequest {
+        model,
+        system: bot.backstory.clone().filter(|b| !b.trim().is_empty()),
+        messages,
+        tools: Vec::new(),
+        metadata: RequestMetadata {
+            conversation_id: conversation_id.to_owned(),
+            user_hash: user_hash(&t.tenant_id, &t.wa_id),
+        },
+        stream: true,
+    };
+    let _ = integration;
+    let response = llm.chat(&request).await.map_err(|e| e.to_string())?;
+    Ok((
+        response.text,
+        (response.usage.input_tokens, response.usage.output_tokens),
+    ))
+}
+
+async fn resolve_provider(
+    state: &AppState,
+    tenant_id: &str,
+    provider_id: Option<&str>,
+) -> Result<(Arc<dyn LlmProvider>, Option<String>), String> {
+    let s = state.settings();
+    let config = |kind, base_url: String, api_key: Option<SecretString>| ProviderConfig {
+        kind,
+        base_url,
+        api_key,
+        connect_timeout: Duration::from_secs(5),
+        total_timeout: s.llm_timeout,
+        max_retries: s.llm_max_retries,
+        initial_backoff: Duration::from_millis(500),
+    };
+    let (cfg, default_model) = match provider_id {
+        None | Some("prv_system_openai") if s.openai_api_key.is_some() => (
+            config(
+                ProviderKind::Openai,
+                s.openai_base_url.as_str().trim_end_matches('/').to_owned(),
+                s.openai_api_key.clone(),
+            ),
+            None,
+        ),
+        Some("prv_system_anthropic") if s.anthropic_api_key.is_some() => (
+            config(
+                ProviderKind::Anthropic,
+                s.anthropic_base_url
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_owned(),
+                s.anthropic_api_key.clone(),
+            ),
+            None,
+        ),
+        None => return Err("the bot has no provider and the server defines none".to_owned()),
+        Some(id) => {
+            let row = state
+                .store()
+                .scope(tenant_id)
+                .find::<provider::Entity>(id)
+                .await
+                .map_err(|_| "the bot's provider no longer exists".to_owned())?;
+            let key = match &row.api_key {
+                None => None,
+                Some(sealed) => Some(
+                    state
+                        .vault()
+                        .open(
+                            sealed,
+                            &crate::http::api::fields::secret_context(
+                                tenant_id, "provider", &row.id, "api_key",
+                            ),
+                        )
+                        .map_err(|e| format!("cannot open the provider's key: {e}"))?,
+                ),
+            };
+            let kind = if row.kind == "anthropic" {
+                ProviderKind::Anthropic
+            } else {
+                ProviderKind::Openai
+            };
+            (
+                config(kind, row.base_url.clone(), key),
+                row.default_model.clone(),
+            )
+        }
+    };
+    Ok((
+        crate::llm::provider::build(cfg, state.llm_http().clone()),
+        default_model,
+    ))
+}
+
+/// The conversation so far, oldest first, within the history budget, then the current turn's
+/// messages (which are never dropped).
+async fn history(
+    state: &AppState,
+    tenant_id: &str,
+    conversation_id: &str,
+    turn_id: &str,
+    model: &ModelSpec,
+) -> ApiResult<Vec<ChatMessage>> {
+    let db = state.store().db();
+    let rows = message::Entity::find()
+        .filter(message::Column::TenantId.eq(tenant_id))
+        .filter(message::Column::ConversationId.eq(conversation_id))
+        .filter(message::Column::Kind.is_in(["user", "bot"]))
+        .order_by_desc(message::Column::Id)
+        .limit(500)
+        .all(db)
+        .await?;
+    let current: Vec<String> = inbound::Entity::find()
+        .filter(inbound::Column::TurnId.eq(turn_id))
+        .select_only()
+        .column(inbound::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let max_messages = model
+        .interaction_max_messages
+        .map_or(usize::MAX, |n| n as usize);
+    let mut budget = state.settings().history_tokens as i64;
+    let mut turn_now = Vec::new();
+    let mut past = Vec::new();
+    for m in rows {
+        let is_current = m.inbound_id.as_ref().is_some_and(|i| current.contains(i));
+        let msg = ChatMessage {
+            role: if m.kind == "user" {
+                Role::User
+            } else {
+                Role::Assistant
+            },
+            content: vec![ContentPart::Text(m.text.clone())],
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        };
+        if is_current {
+            turn_now.push(msg);
+            continue;
+        }
+        // About four characters a token: a budget, not an exact count.
+        let cost = (m.text.chars().count() as i64 / 4).max(1);
+        if budget - cost < 0 || past.len() >= max_messages {
+            break;
+        }
+        budget -= cost;
+        past.push(msg);
+    }
+    past.reverse();
+    turn_now.reverse();
+    past.extend(turn_now);
+    Ok(past)
+}
+
+/// What the periodic sweep does for lanes: wakes contacts whose messages wait with nobody
+/// holding their lane (their worker died), so they do not wait for job retries.
+pub async fn sweep(state: &AppState) -> ApiResult<usize> {
+    let db = state.store().db();
+    let stale_before = now_ms() - 10_000;
+    let waiting: Vec<(String, String, String, String)> = inbound::Entity::find()
+        .filter(inbound::Column::State.eq("queued"))
+        .filter(inbound::Column::UpdatedAt.lt(stale_before))
+        .select_only()
+        .column(inbound::Column::Id)
+        .column(inbound::Column::TenantId)
+        .column(inbound::Column::IntegrationId)
+        .column(inbound::Column::WaId)
+        .limit(200)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut woken = 0;
+    let mut seen = std::collections::HashSet::new();
+    for (id, tenant_id, integration_id, wa_id) in waiting {
+        if !seen.insert((integration_id.clone(), wa_id.clone())) {
+            continue;
+        }
+        let job = InboundJob {
+            tenant_id,
+            integration_id,
+            inbound_id: id.clone(),
+        };
+        // One wake-up per message per minute at most, whatever the number of replicas.
+        let key = format!("sweep:{id}:{}", now_ms() / 60_000);
+        crate::jobs::enqueue_in(db, crate::jobs::INBOUND_QUEUE, &job, &key).await?;
+        woken += 1;
+    }
+    Ok(woken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbound_text_reads_each_kind() {
+        let p = |m: Value| json!({"message": m}).to_string();
+        assert_eq!(
+            inbound_text(&p(json!({"type": "text", "text": {"body": "hi"}}))),
+            "hi"
+        );
+        assert_eq!(
+            inbound_text(&p(
+                json!({"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "b1", "title": "Yes"}}})
+            )),
+            "Yes"
+        );
+        assert_eq!(
+            inbound_text(&p(json!({"type": "sticker", "sticker": {}}))),
+            "[the user sent a sticker message]"
+        );
+        assert_eq!(inbound_text("not json"), "");
+    }
+
+    #[test]
+    fn user_hashes_hide_the_number_but_are_stable() {
+        let a = user_hash("ten_1", "447700900123");
+        assert_eq!(a, user_hash("ten_1", "447700900123"));
+        assert_ne!(a, user_hash("ten_2", "447700900123"));
+        assert!(!a.contains("447700900123"));
+    }
+}
