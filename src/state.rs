@@ -72,7 +72,12 @@ impl AppState {
                 .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .context("building the HTTP client for model vendors")?,
-            worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            // Short: lane holders are this plus a suffix, in a 64-character column.
+            worker_id: format!(
+                "{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ),
             graph,
             jwt: JwtKeys::new(&keys.jwt, settings.jwt_ttl),
             vault: match &keys.master_previous {

@@ -77,7 +77,11 @@ pub async fn run_lane(
     let db = state.store().db();
     // A holder per call, not per process: concurrent jobs of one process must exclude each
     // other too.
-    let holder = format!("{}:{}", state.worker_id(), uuid::Uuid::new_v4().simple());
+    let holder = format!(
+        "{}:{}",
+        state.worker_id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     let worker = holder.as_str();
     let lane_id = lane::lane_id(integration_id, wa_id);
     loop {

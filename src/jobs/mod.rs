@@ -141,9 +141,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
                 .build(inbound)
         }),
         crate::store::Pool::Postgres(pool) => monitor.register(move |_| {
+            // PostgreSQL: apalis' insert trigger sends a NOTIFY that our own inserts fire too;
+            // workers LISTEN for it instead of polling.
             let storage = apalis_postgres::PostgresStorage::<InboundJob>::new(&pool)
                 .with_config(apalis_postgres::Config::default().queue(INBOUND_QUEUE))
-                .poll_with_interval(POLL_INTERVAL);
+                .with_pubsub();
             WorkerBuilder::new("inbound")
                 .backend(storage)
                 .concurrency(concurrency)

@@ -743,3 +743,55 @@ async fn a_model_timeout_gets_one_apology_and_the_next_message_works() {
     .await;
     assert_eq!(replies_to(&e.graph, "447700900010").await[1], "now?");
 }
+
+#[tokio::test]
+async fn sessions_live_in_redis_when_it_is_configured() {
+    use deadpool_redis::redis::AsyncCommands;
+    let Some(url) = crate::helpers::redis_url() else {
+        eprintln!("!!! SKIPPED: TEST_REDIS_URL is not set");
+        return;
+    };
+    let e = env("openai", |s| s.redis_url = Some(url.clone().into())).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(EchoOpenAi {
+            prefix: String::new(),
+        })
+        .mount(&e.llm)
+        .await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.redis.1", "447700900011", "hi"),
+    )
+    .await;
+    eventually("the reply", || async {
+        replies_to(&e.graph, "447700900011").await.len() == 1
+    })
+    .await;
+    let key = format!("parley:session:{}:447700900011", e.integration);
+    let mut conn = e.app.state.redis().unwrap().get().await.unwrap();
+    let current: Option<String> = conn.get(&key).await.unwrap();
+    let convs = e
+        .app
+        .fetch_json("/api/v1/conversation/list", &e.ana.token)
+        .await;
+    assert_eq!(current.as_deref(), convs["items"][0]["id"].as_str());
+    let ttl: i64 = conn.pttl(&key).await.unwrap();
+    assert!(
+        ttl > 0 && ttl <= 86_400_000,
+        "TTL is the session duration: {ttl}"
+    );
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.redis.2", "447700900011", "/new"),
+    )
+    .await;
+    eventually("the confirmation", || async {
+        replies_to(&e.graph, "447700900011").await.len() == 2
+    })
+    .await;
+    let gone: Option<String> = conn.get(&key).await.unwrap();
+    assert_eq!(gone, None, "reset clears the session key");
+}
