@@ -51,6 +51,7 @@ struct Raw {
     llm_timeout_secs: u64,
     llm_max_retries: u32,
     apology_text: String,
+    lane_lease_secs: u64,
 }
 
 /// Validated settings. Each field names its environment variable.
@@ -130,6 +131,9 @@ pub struct Settings {
     pub llm_max_retries: u32,
     /// `PARLEY_APOLOGY_TEXT`: what the user gets when the model fails for a turn.
     pub apology_text: String,
+    /// `PARLEY_LANE_LEASE_SECS`: how long a worker's hold on a contact lasts without renewal
+    /// (it renews every third of it). After a crash, that contact waits this long. Default 30.
+    pub lane_lease: Duration,
 }
 
 /// Who may create a tenant over HTTP.
@@ -315,6 +319,9 @@ impl Settings {
         if apology.is_empty() || apology.chars().count() > 1000 {
             return Err(invalid("apology_text", "must be 1 to 1000 characters"));
         }
+        if !(2..=600).contains(&raw.lane_lease_secs) {
+            return Err(invalid("lane_lease_secs", "must be between 2 and 600"));
+        }
         if raw.worker_concurrency == 0 {
             return Err(invalid("worker_concurrency", "must be at least 1"));
         }
@@ -353,6 +360,7 @@ impl Settings {
             llm_timeout: Duration::from_secs(raw.llm_timeout_secs),
             llm_max_retries: raw.llm_max_retries,
             apology_text: raw.apology_text,
+            lane_lease: Duration::from_secs(raw.lane_lease_secs),
         })
     }
 }

@@ -12,9 +12,6 @@ use sea_orm::{ConnectionTrait, DbErr, Statement};
 use crate::ingest::sql;
 use crate::time::now_ms;
 
-/// How long a lease lasts without renewal. Longer than a renewal interval plus a stall.
-pub const LEASE: Duration = Duration::from_secs(30);
-
 /// The lane id of a contact of an integration.
 pub fn lane_id(integration_id: &str, wa_id: &str) -> String {
     format!("{integration_id}:{wa_id}")
@@ -27,9 +24,10 @@ pub async fn acquire<C: ConnectionTrait>(
     integration_id: &str,
     wa_id: &str,
     worker: &str,
+    lease: Duration,
 ) -> Result<bool, DbErr> {
     let now = now_ms();
-    let until = now + LEASE.as_millis() as i64;
+    let until = now + lease.as_millis() as i64;
     let id = lane_id(integration_id, wa_id);
     let backend = conn.get_database_backend();
     // Create the lane on first use; a conflict means it exists already.
@@ -64,8 +62,13 @@ pub async fn acquire<C: ConnectionTrait>(
 }
 
 /// Extends our lease. Returns false if we lost it (it lapsed and someone else took it).
-pub async fn renew<C: ConnectionTrait>(conn: &C, lane: &str, worker: &str) -> Result<bool, DbErr> {
-    let until = now_ms() + LEASE.as_millis() as i64;
+pub async fn renew<C: ConnectionTrait>(
+    conn: &C,
+    lane: &str,
+    worker: &str,
+    lease: Duration,
+) -> Result<bool, DbErr> {
+    let until = now_ms() + lease.as_millis() as i64;
     let backend = conn.get_database_backend();
     let res = conn
         .execute_raw(Statement::from_sql_and_values(

@@ -85,7 +85,8 @@ pub async fn run_lane(
     let worker = holder.as_str();
     let lane_id = lane::lane_id(integration_id, wa_id);
     loop {
-        if !lane::acquire(db, tenant_id, integration_id, wa_id, worker).await? {
+        let lease = state.settings().lane_lease;
+        if !lane::acquire(db, tenant_id, integration_id, wa_id, worker, lease).await? {
             // Someone else runs this contact; they check for waiting messages after letting go.
             return Ok(());
         }
@@ -103,11 +104,12 @@ pub async fn run_lane(
 
 fn spawn_renewer(state: AppState, lane_id: String, worker: String) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(lane::LEASE / 3);
+        let lease = state.settings().lane_lease;
+        let mut tick = tokio::time::interval(lease / 3);
         tick.tick().await;
         loop {
             tick.tick().await;
-            match lane::renew(state.store().db(), &lane_id, &worker).await {
+            match lane::renew(state.store().db(), &lane_id, &worker, lease).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(lane = %lane_id, "lost the lane lease");
@@ -344,6 +346,35 @@ async fn prompt(
         .order_by_asc(inbound::Column::Id)
         .all(db)
         .await?;
+    // A stored message we cannot read (bad data) must not block the contact: it is parked as
+    // failed and the turn goes on with the rest.
+    let (claimed, unreadable): (Vec<_>, Vec<_>) = claimed
+        .into_iter()
+        .partition(|m| serde_json::from_str::<Value>(&m.payload).is_ok());
+    if !unreadable.is_empty() {
+        let now = now_ms();
+        let ids: Vec<String> = unreadable.iter().map(|m| m.id.clone()).collect();
+        inbound::Entity::update_many()
+            .col_expr(inbound::Column::State, Expr::value("failed"))
+            .col_expr(inbound::Column::TurnId, Expr::value(Option::<String>::None))
+            .col_expr(inbound::Column::UpdatedAt, Expr::value(now))
+            .filter(inbound::Column::Id.is_in(ids.clone()))
+            .exec(db)
+            .await?;
+        Event::new(
+            "whatsapp.message.unreadable",
+            Level::Error,
+            "a stored message could not be read; it was parked as failed",
+        )
+        .integration(&t.integration_id)
+        .data(json!({"inboundIds": ids}))
+        .record(db, &t.tenant_id)
+        .await?;
+    }
+    if claimed.is_empty() {
+        finish(state, &t, "failed", Some("no readable message")).await?;
+        return Ok(advance(db, t, "failed", None).await?);
+    }
     let texts: Vec<String> = claimed.iter().map(|m| inbound_text(&m.payload)).collect();
     let profile_name = claimed
         .last()
@@ -771,7 +802,8 @@ async fn history(
 /// holding their lane (their worker died), so they do not wait for job retries.
 pub async fn sweep(state: &AppState) -> ApiResult<usize> {
     let db = state.store().db();
-    let stale_before = now_ms() - 10_000;
+    // Waiting longer than a lease means nobody is on it: a holder renews or gives up by then.
+    let stale_before = now_ms() - 2 * state.settings().lane_lease.as_millis() as i64;
     let waiting: Vec<(String, String, String, String)> = inbound::Entity::find()
         .filter(inbound::Column::State.eq("queued"))
         .filter(inbound::Column::UpdatedAt.lt(stale_before))

@@ -129,12 +129,16 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
             .build(maintenance)
     });
     let engine_state = state.clone();
+    // Worker names are registered in the queue's database and must be unique per process:
+    // replicas, and a process restarted before its old registration expired, would otherwise
+    // be refused (WORKER_ALREADY_EXISTS) and never take a job.
+    let worker_name = format!("inbound-{}", state.worker_id());
     let monitor = match state.store().pool().clone() {
         crate::store::Pool::Sqlite(pool) => monitor.register(move |_| {
             let storage = apalis_sqlite::SqliteStorage::<InboundJob>::new(&pool)
                 .with_config(apalis_sqlite::Config::default().queue(INBOUND_QUEUE))
                 .poll_with_interval(POLL_INTERVAL);
-            WorkerBuilder::new("inbound")
+            WorkerBuilder::new(worker_name.clone())
                 .backend(storage)
                 .concurrency(concurrency)
                 .data(engine_state.clone())
@@ -146,7 +150,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
             let storage = apalis_postgres::PostgresStorage::<InboundJob>::new(&pool)
                 .with_config(apalis_postgres::Config::default().queue(INBOUND_QUEUE))
                 .with_pubsub();
-            WorkerBuilder::new("inbound")
+            WorkerBuilder::new(worker_name.clone())
                 .backend(storage)
                 .concurrency(concurrency)
                 .data(engine_state.clone())
