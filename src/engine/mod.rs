@@ -373,7 +373,7 @@ async fn prompt(
     }
     if claimed.is_empty() {
         finish(state, &t, "failed", Some("no readable message")).await?;
-        return Ok(advance(db, t, "failed", None).await?);
+        return advance(db, t, "failed", None).await;
     }
     let texts: Vec<String> = claimed.iter().map(|m| inbound_text(&m.payload)).collect();
     let profile_name = claimed
