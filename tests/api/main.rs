@@ -3,6 +3,7 @@
 
 mod auth;
 mod bots;
+mod chaos;
 mod crash;
 mod engine;
 mod errors;

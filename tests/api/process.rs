@@ -192,9 +192,15 @@ pub fn start_server(
     std::sync::mpsc::Receiver<String>,
 ) {
     let mut env = env.to_vec();
-    env.push(("PARLEY_LISTEN".into(), "127.0.0.1:0".into()));
-    env.push(("PARLEY_LOG_FORMAT".into(), "json".into()));
-    env.push(("PARLEY_SHUTDOWN_TIMEOUT_SECS".into(), "10".into()));
+    for (k, v) in [
+        ("PARLEY_LISTEN", "127.0.0.1:0"),
+        ("PARLEY_LOG_FORMAT", "json"),
+        ("PARLEY_SHUTDOWN_TIMEOUT_SECS", "10"),
+    ] {
+        if !env.iter().any(|(key, _)| key == k) {
+            env.push((k.into(), v.into()));
+        }
+    }
     let mut cmd = parley_command(&env);
     if let Some(d) = dir {
         cmd.current_dir(d);
