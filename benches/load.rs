@@ -79,6 +79,9 @@ async fn start(
     s.master_key = Some(key());
     s.jwt_secret = Some(key());
     s.log_level = "warn".into();
+    // Ingestion is measured alone: the engine's workers run in `parley worker` processes in a
+    // split deployment, and here they would compete for the same two cores.
+    s.run_workers = false;
     let app = Application::build(s).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -255,6 +258,7 @@ fn main() {
         let mut backends: Vec<(&str, DatabaseUrl)> = Vec::new();
         let dir = tempfile::tempdir().unwrap();
         backends.push(("sqlite", DatabaseUrl::Sqlite(dir.path().join("bench.db"))));
+        let mut pg_name = None;
         if let Ok(admin) = std::env::var("TEST_POSTGRES_URL") {
             // A database of its own, so the benchmark never touches anybody's data.
             use sqlx::Connection;
@@ -266,6 +270,7 @@ fn main() {
                 .unwrap();
             let mut url = url::Url::parse(&admin).unwrap();
             url.set_path(&name);
+            pg_name = Some(name.clone());
             backends.push((
                 "postgres",
                 DatabaseUrl::Postgres(SecretString::from(url.to_string())),
@@ -307,6 +312,19 @@ fn main() {
             webhook_fixed_rate(format!("webhook {FIXED_RATE}/s [{label}]"), client, url)
                 .await
                 .print();
+            drop(_stop);
+        }
+        // Leave no benchmark database behind.
+        if let (Ok(admin), Some(name)) = (std::env::var("TEST_POSTGRES_URL"), pg_name) {
+            use sqlx::Connection;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await;
+            }
         }
     });
 }

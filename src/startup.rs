@@ -70,7 +70,11 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let stop_workers = CancellationToken::new();
-        let workers = tokio::spawn(jobs::run(self.state.clone(), stop_workers.clone()));
+        let workers = if self.state.settings().run_workers {
+            tokio::spawn(jobs::run(self.state.clone(), stop_workers.clone()))
+        } else {
+            tokio::spawn(async { Ok(()) })
+        };
         let mut server = tokio::spawn(self.server);
         let server_result = tokio::select! {
             () = shutdown => None,

@@ -52,6 +52,7 @@ struct Raw {
     llm_max_retries: u32,
     apology_text: String,
     lane_lease_secs: u64,
+    run_workers: bool,
 }
 
 /// Validated settings. Each field names its environment variable.
@@ -134,6 +135,9 @@ pub struct Settings {
     /// `PARLEY_LANE_LEASE_SECS`: how long a worker's hold on a contact lasts without renewal
     /// (it renews every third of it). After a crash, that contact waits this long. Default 30.
     pub lane_lease: Duration,
+    /// `PARLEY_RUN_WORKERS`: whether `serve` also runs the queue workers. Set it to false to
+    /// split web and worker tiers (run `parley worker` elsewhere). Default true.
+    pub run_workers: bool,
 }
 
 /// Who may create a tenant over HTTP.
@@ -361,6 +365,7 @@ impl Settings {
             llm_max_retries: raw.llm_max_retries,
             apology_text: raw.apology_text,
             lane_lease: Duration::from_secs(raw.lane_lease_secs),
+            run_workers: raw.run_workers,
         })
     }
 }
