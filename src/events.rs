@@ -78,6 +78,27 @@ impl Event {
         self
     }
 
+    /// Columns of [`Event::into_row`], for multi-row inserts.
+    pub const COLUMNS: &'static str = "id, tenant_id, kind, level, message, integration_id, bot_id, \
+                                        conversation_id, contact_id, data, created_at";
+
+    /// The values of an `event_log` row, in [`Event::COLUMNS`] order.
+    pub fn into_row(self, tenant_id: &str, now: i64) -> Vec<sea_orm::Value> {
+        vec![
+            new_id(prefix::EVENT).into(),
+            tenant_id.into(),
+            self.kind.into(),
+            self.level.as_str().into(),
+            self.message.into(),
+            self.integration_id.into(),
+            self.bot_id.into(),
+            self.conversation_id.into(),
+            self.contact_id.into(),
+            self.data.into(),
+            now.into(),
+        ]
+    }
+
     pub async fn record(self, db: &impl ConnectionTrait, tenant_id: &str) -> Result<(), DbErr> {
         event_log::ActiveModel {
             id: Set(new_id(prefix::EVENT)),

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{Event, Level};
 use crate::ids::{new_id, prefix};
-use crate::jobs::{INBOUND_QUEUE, InboundJob, enqueue_in};
+use crate::jobs::{INBOUND_QUEUE, InboundJob};
 use crate::store::Store;
 use crate::store::entities::whatsapp_integration as wi;
 use crate::time::now_ms;
@@ -164,6 +164,7 @@ async fn write_group(
     batches: &[&Batch],
 ) -> Result<Vec<Result<Outcome, IngestError>>, DbErr> {
     let txn = crate::store::begin_write(store.db()).await?;
+    let backend = txn.get_database_backend();
     let mut ids: Vec<&str> = batches.iter().map(|b| b.integration_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -175,72 +176,86 @@ async fn write_group(
         .all(&txn)
         .await?;
     let now = now_ms();
-    let mut results = Vec::with_capacity(batches.len());
-    for batch in batches {
-        if !existing.iter().any(|id| id == &batch.integration_id) {
-            results.push(Err(IngestError::IntegrationGone));
-            continue;
-        }
-        results.push(Ok(write_batch(&txn, batch, now).await?));
-    }
-    txn.commit().await?;
-    Ok(results)
-}
+    let live = |b: &Batch| existing.iter().any(|id| id == &b.integration_id);
 
-async fn write_batch(txn: &DatabaseTransaction, b: &Batch, now: i64) -> Result<Outcome, DbErr> {
-    let backend = txn.get_database_backend();
-    let mut outcome = Outcome::default();
-    for m in &b.messages {
-        let id = new_id(prefix::INBOUND);
-        let state = if m.allowed { "queued" } else { "ignored" };
-        let inserted = txn
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                sql(
-                    backend,
-                    "INSERT INTO inbound_message (id, tenant_id, integration_id, wamid, wa_id, kind, \
-                     payload, state, sent_at, received_at, updated_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (integration_id, wamid) DO NOTHING RETURNING id",
-                ),
-                [
-                    id.clone().into(),
-                    b.tenant_id.clone().into(),
-                    b.integration_id.clone().into(),
-                    m.wamid.clone().into(),
-                    m.wa_id.clone().into(),
-                    m.kind.clone().into(),
-                    m.payload.clone().into(),
-                    state.into(),
-                    m.sent_at.into(),
-                    now.into(),
-                    now.into(),
-                ],
-            ))
-            .await?;
-        if inserted.is_none() {
+    // All messages of the group in multi-row inserts: statements per commit stay few however
+    // many webhooks share it. Ids are made here, so RETURNING says which rows are new.
+    let mut rows: Vec<(usize, String, &InboundRecord)> = Vec::new();
+    for (i, b) in batches.iter().enumerate() {
+        if live(b) {
+            rows.extend(b.messages.iter().map(|m| (i, new_id(prefix::INBOUND), m)));
+        }
+    }
+    let mut inserted = std::collections::HashSet::new();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let values = chunk.iter().flat_map(|(i, id, m)| {
+            let b = batches[*i];
+            let state = if m.allowed { "queued" } else { "ignored" };
+            [
+                id.clone().into(),
+                b.tenant_id.clone().into(),
+                b.integration_id.clone().into(),
+                m.wamid.clone().into(),
+                m.wa_id.clone().into(),
+                m.kind.clone().into(),
+                m.payload.clone().into(),
+                state.into(),
+                m.sent_at.into(),
+                now.into(),
+                now.into(),
+            ]
+        });
+        let stmt = multi_row(
+            backend,
+            "INSERT INTO inbound_message (id, tenant_id, integration_id, wamid, wa_id, kind, \
+             payload, state, sent_at, received_at, updated_at) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            chunk.len(),
+            " ON CONFLICT (integration_id, wamid) DO NOTHING RETURNING id",
+            values.collect(),
+        );
+        for row in txn.query_all_raw(stmt).await? {
+            inserted.insert(row.try_get::<String>("", "id")?);
+        }
+    }
+
+    let mut results: Vec<Result<Outcome, IngestError>> = batches
+        .iter()
+        .map(|b| {
+            if live(b) {
+                Ok(Outcome::default())
+            } else {
+                Err(IngestError::IntegrationGone)
+            }
+        })
+        .collect();
+    let mut jobs = Vec::new();
+    let mut events: Vec<(usize, Event)> = Vec::new();
+    for (i, id, m) in &rows {
+        let b = batches[*i];
+        let Some(Ok(outcome)) = results.get_mut(*i) else {
+            continue;
+        };
+        if !inserted.contains(id) {
             outcome.duplicates += 1;
             continue;
         }
         let data = json!({"wamid": m.wamid, "type": m.kind, "from": m.wa_id, "inboundId": id});
-        if m.allowed {
-            let job = InboundJob {
-                tenant_id: b.tenant_id.clone(),
-                integration_id: b.integration_id.clone(),
-                inbound_id: id.clone(),
-            };
-            enqueue_in(txn, INBOUND_QUEUE, &job, &id).await?;
+        let event = if m.allowed {
             outcome.queued += 1;
+            jobs.push((
+                InboundJob {
+                    tenant_id: b.tenant_id.clone(),
+                    integration_id: b.integration_id.clone(),
+                    inbound_id: id.clone(),
+                },
+                id.clone(),
+            ));
             Event::new(
                 "whatsapp.message.received",
                 Level::Info,
                 format!("{} message received", m.kind),
             )
-            .integration(&b.integration_id)
-            .bot(b.bot_id.as_deref())
-            .data(data)
-            .record(txn, &b.tenant_id)
-            .await?;
         } else {
             outcome.ignored += 1;
             Event::new(
@@ -248,22 +263,73 @@ async fn write_batch(txn: &DatabaseTransaction, b: &Batch, now: i64) -> Result<O
                 Level::Warning,
                 "message from a sender allowFrom does not allow: stored, not answered",
             )
-            .integration(&b.integration_id)
-            .bot(b.bot_id.as_deref())
-            .data(data)
-            .record(txn, &b.tenant_id)
-            .await?;
+        };
+        events.push((
+            *i,
+            event
+                .integration(&b.integration_id)
+                .bot(b.bot_id.as_deref())
+                .data(data),
+        ));
+    }
+    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+        crate::jobs::enqueue_many_in(&txn, INBOUND_QUEUE, chunk).await?;
+    }
+
+    for (i, b) in batches.iter().enumerate() {
+        if !live(b) {
+            continue;
         }
-    }
-    for s in &b.statuses {
-        if record_status(txn, b, s, now).await? {
-            outcome.statuses += 1;
+        for s in &b.statuses {
+            if record_status(&txn, b, s, now).await?
+                && let Some(Ok(outcome)) = results.get_mut(i)
+            {
+                outcome.statuses += 1;
+            }
         }
+        events.extend(b.events.iter().map(|e| (i, e.clone())));
     }
-    for e in &b.events {
-        e.clone().record(txn, &b.tenant_id).await?;
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let values = chunk
+            .iter()
+            .flat_map(|(i, e)| e.clone().into_row(&batches[*i].tenant_id, now))
+            .collect();
+        let stmt = multi_row(
+            backend,
+            &format!("INSERT INTO event_log ({}) VALUES ", Event::COLUMNS),
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            chunk.len(),
+            "",
+            values,
+        );
+        txn.execute_raw(stmt).await?;
     }
-    Ok(outcome)
+    txn.commit().await?;
+    Ok(results)
+}
+
+/// Rows per multi-row statement: 11 values each stays far below SQLite's 32,766 parameters.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `head` + `n` copies of `row` + `tail`, with placeholders numbered for the backend.
+fn multi_row(
+    backend: sea_orm::DatabaseBackend,
+    head: &str,
+    row: &str,
+    n: usize,
+    tail: &str,
+    values: Vec<sea_orm::Value>,
+) -> Statement {
+    let mut text = String::with_capacity(head.len() + n * (row.len() + 2) + tail.len());
+    text.push_str(head);
+    for i in 0..n {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(row);
+    }
+    text.push_str(tail);
+    Statement::from_sql_and_values(backend, sql(backend, &text), values)
 }
 
 /// Stores a status once (redeliveries are ignored), applies it to the outbound message if that

@@ -47,39 +47,71 @@ pub async fn enqueue_in<C: ConnectionTrait>(
     args: &impl Serialize,
     idempotency_key: &str,
 ) -> Result<(), DbErr> {
-    let job = serde_json::to_vec(args).map_err(|e| DbErr::Custom(format!("job args: {e}")))?;
-    let id = ulid::Ulid::generate().to_string();
+    enqueue_many_in(conn, queue, &[(args, idempotency_key.to_owned())]).await
+}
+
+/// [`enqueue_in`] for many jobs of one queue in one statement; `jobs` pairs args with their
+/// idempotency keys.
+pub async fn enqueue_many_in<C: ConnectionTrait, T: Serialize>(
+    conn: &C,
+    queue: &str,
+    jobs: &[(T, String)],
+) -> Result<(), DbErr> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
     let backend = conn.get_database_backend();
-    let stmt = match backend {
-        DatabaseBackend::Postgres => Statement::from_sql_and_values(
-            backend,
+    let now_secs = crate::time::now_ms() / 1000;
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(jobs.len() * 6);
+    for (args, key) in jobs {
+        let job = serde_json::to_vec(args).map_err(|e| DbErr::Custom(format!("job args: {e}")))?;
+        let id = ulid::Ulid::generate().to_string();
+        match backend {
+            DatabaseBackend::Postgres => {
+                values.extend([
+                    id.into(),
+                    queue.into(),
+                    job.into(),
+                    MAX_ATTEMPTS.into(),
+                    key.clone().into(),
+                ]);
+            }
+            _ => values.extend([
+                job.into(),
+                id.into(),
+                queue.into(),
+                MAX_ATTEMPTS.into(),
+                now_secs.into(),
+                key.clone().into(),
+            ]),
+        }
+    }
+    let (head, row) = match backend {
+        DatabaseBackend::Postgres => (
             "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, \
-             priority, metadata, idempotency_key) VALUES ($1, $2, $3, 'Pending', 0, $4, now(), 0, \
-             ''::hstore, $5) ON CONFLICT (job_type, idempotency_key) DO NOTHING",
-            [
-                id.into(),
-                queue.into(),
-                job.into(),
-                MAX_ATTEMPTS.into(),
-                idempotency_key.into(),
-            ],
+             priority, metadata, idempotency_key) VALUES ",
+            "(?, ?, ?, 'Pending', 0, ?, now(), 0, ''::hstore, ?)",
         ),
-        _ => Statement::from_sql_and_values(
-            backend,
+        _ => (
             "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, \
-             priority, metadata, idempotency_key) VALUES (?, ?, ?, 'Pending', 0, ?, ?, 0, '{}', ?) \
-             ON CONFLICT (job_type, idempotency_key) DO NOTHING",
-            [
-                job.into(),
-                id.into(),
-                queue.into(),
-                MAX_ATTEMPTS.into(),
-                (crate::time::now_ms() / 1000).into(),
-                idempotency_key.into(),
-            ],
+             priority, metadata, idempotency_key) VALUES ",
+            "(?, ?, ?, 'Pending', 0, ?, ?, 0, '{}', ?)",
         ),
     };
-    conn.execute_raw(stmt).await?;
+    let mut text = String::from(head);
+    for i in 0..jobs.len() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(row);
+    }
+    text.push_str(" ON CONFLICT (job_type, idempotency_key) DO NOTHING");
+    conn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        crate::ingest::sql(backend, &text),
+        values,
+    ))
+    .await?;
     Ok(())
 }
 
