@@ -187,7 +187,7 @@ async fn write_group(
         }
     }
     let mut inserted = std::collections::HashSet::new();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shaped_chunks(&rows) {
         let values = chunk.iter().flat_map(|(i, id, m)| {
             let b = batches[*i];
             let state = if m.allowed { "queued" } else { "ignored" };
@@ -272,7 +272,7 @@ async fn write_group(
                 .data(data),
         ));
     }
-    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shaped_chunks(&jobs) {
         crate::jobs::enqueue_many_in(&txn, INBOUND_QUEUE, chunk).await?;
     }
 
@@ -289,7 +289,7 @@ async fn write_group(
         }
         events.extend(b.events.iter().map(|e| (i, e.clone())));
     }
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shaped_chunks(&events) {
         let values = chunk
             .iter()
             .flat_map(|(i, e)| e.clone().into_row(&batches[*i].tenant_id, now))
@@ -308,8 +308,28 @@ async fn write_group(
     Ok(results)
 }
 
-/// Rows per multi-row statement: 11 values each stays far below SQLite's 32,766 parameters.
-const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per multi-row statement come from this short list, largest first, so each table sees
+/// at most four statement shapes: the databases' prepared-statement caches keep them, instead
+/// of planning a new statement for every group size. 256 × 11 values stays far below SQLite's
+/// 32,766 parameters.
+const STATEMENT_ROWS: [usize; 4] = [256, 32, 4, 1];
+
+/// Splits `items` into chunks of [`STATEMENT_ROWS`] sizes.
+fn shaped_chunks<T>(items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let size = STATEMENT_ROWS
+            .iter()
+            .copied()
+            .find(|s| *s <= rest.len())
+            .unwrap_or(1);
+        let (head, tail) = rest.split_at(size);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
 
 /// `head` + `n` copies of `row` + `tail`, with placeholders numbered for the backend.
 fn multi_row(
@@ -504,4 +524,20 @@ pub fn sql(backend: sea_orm::DatabaseBackend, sql: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_use_few_shapes_and_keep_everything_in_order() {
+        let items: Vec<usize> = (0..301).collect();
+        let chunks = shaped_chunks(&items);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![256, 32, 4, 4, 4, 1]);
+        let flat: Vec<usize> = chunks.concat();
+        assert_eq!(flat, items);
+        assert!(shaped_chunks::<u8>(&[]).is_empty());
+    }
 }
