@@ -17,6 +17,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -72,6 +74,14 @@ async fn start(
     database: DatabaseUrl,
     dir: &std::path::Path,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
+    start_with(database, dir, |_| {}).await
+}
+
+async fn start_with(
+    database: DatabaseUrl,
+    dir: &std::path::Path,
+    configure: impl FnOnce(&mut Settings),
+) -> (String, tokio::sync::oneshot::Sender<()>) {
     let mut s = Settings::defaults().unwrap();
     s.listen = "127.0.0.1:0".parse().unwrap();
     s.database = database;
@@ -82,6 +92,7 @@ async fn start(
     // Ingestion is measured alone: the engine's workers run in `parley worker` processes in a
     // split deployment, and here they would compete for the same two cores.
     s.run_workers = false;
+    configure(&mut s);
     let app = Application::build(s).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -248,6 +259,277 @@ async fn webhook_fixed_rate(name: String, client: reqwest::Client, url: String) 
     }
 }
 
+/// When each reply text reached the mock Graph API.
+type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Echoes the newest user message as the reply, as an OpenAI SSE stream, at once.
+struct InstantModel;
+
+impl wiremock::Respond for InstantModel {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let last = body["messages"]
+            .as_array()
+            .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": last}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5}});
+        wiremock::ResponseTemplate::new(200)
+            .insert_header("content-type", "text/event-stream")
+            .set_body_string(format!("data: {chunk}\n\ndata: [DONE]\n\n"))
+    }
+}
+
+/// Accepts sends like Meta and notes when each text arrived.
+struct RecordingGraph(Arrivals);
+
+impl wiremock::Respond for RecordingGraph {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        if let Some(text) = body["text"]["body"].as_str() {
+            let mut arrivals = self.0.lock().unwrap();
+            for part in text.split(" | ") {
+                arrivals.insert(part.to_owned(), Instant::now());
+            }
+        }
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "messaging_product": "whatsapp", "messages": [{"id": format!("wamid.out.{n}")}], "success": true
+        }))
+    }
+}
+
+async fn pg_database() -> (DatabaseUrl, String) {
+    use sqlx::Connection;
+    let admin = std::env::var("TEST_POSTGRES_URL").unwrap();
+    let name = format!("parley_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    (
+        DatabaseUrl::Postgres(SecretString::from(url.to_string())),
+        name,
+    )
+}
+
+async fn drop_pg_database(name: &str) {
+    use sqlx::Connection;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Ok(admin) = std::env::var("TEST_POSTGRES_URL")
+        && let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await
+    {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn text_hook(wamid: &str, from: &str, text: &str) -> (Vec<u8>, String) {
+    let body = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100", "phone_number_id": "1065"},
+        "contacts": [{"wa_id": from, "profile": {"name": "Load"}}],
+        "messages": [{"from": from, "id": wamid, "timestamp": "1700000000", "type": "text", "text": {"body": text}}]
+    }}]}]})
+    .to_string()
+    .into_bytes();
+    let sig = parley::channels::whatsapp::signature::sign(APP_SECRET.as_bytes(), &body);
+    (body, sig)
+}
+
+async fn wait_answered(arrivals: &Arrivals, texts: &[String], limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        let done = {
+            let a = arrivals.lock().unwrap();
+            texts.iter().all(|t| a.contains_key(t))
+        };
+        if done {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// The engine end to end with an instant model: turns per second at saturation, the latency
+/// Parley adds (webhook sent → reply at Graph) at 200 turns/s, and RSS with 10,000 sessions.
+async fn engine_bench(label: &str, db: DatabaseUrl, dir: &std::path::Path) {
+    let arrivals: Arrivals = Arc::new(Mutex::new(HashMap::new()));
+    let graph = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(RecordingGraph(arrivals.clone()))
+        .mount(&graph)
+        .await;
+    let llm = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(InstantModel)
+        .mount(&llm)
+        .await;
+    let graph_url = graph.uri();
+    let (base, _stop) = start_with(db, dir, |s| {
+        s.run_workers = true;
+        s.whatsapp_graph_url = graph_url.parse().unwrap();
+        s.coalesce_window = Duration::ZERO;
+        s.worker_concurrency = 32;
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let token = api_token(&client, &base).await;
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let provider: serde_json::Value = post(
+        "/api/v1/provider/create",
+        serde_json::json!({"name": "m", "type": "openai", "baseUrl": format!("{}/v1", llm.uri())}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let bot: serde_json::Value = post(
+        "/api/v1/bot/create",
+        serde_json::json!({"name": "b", "model": "gpt-4o-mini", "providerId": provider["id"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let hook: serde_json::Value = post("/api/v1/integration/whatsapp/create", serde_json::json!({
+        "appSecret": APP_SECRET, "phoneNumberId": "1065", "accessToken": "EAAG", "botId": bot["id"]}))
+        .await.unwrap().json().await.unwrap();
+    let url = format!(
+        "{base}/api/v1/integration/whatsapp/{}/callback",
+        hook["id"].as_str().unwrap()
+    );
+    let send = |wamid: String, from: String, text: String| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let (body, sig) = text_hook(&wamid, &from, &text);
+            let res = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    };
+
+    // Saturation: 4,000 messages from 4,000 contacts, one turn each, as fast as they go.
+    let n = 4000;
+    let texts: Vec<String> = (0..n).map(|i| format!("{label}-sat-{i}")).collect();
+    let started = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    for (i, t) in texts.iter().enumerate() {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let fut = send(format!("wamid.{t}"), format!("4470{i:07}"), t.clone());
+        tokio::spawn(async move {
+            fut.await;
+            drop(permit);
+        });
+    }
+    let answered = wait_answered(&arrivals, &texts, Duration::from_secs(300)).await;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{:<32} {:>9.0} turns/s ({} turns in {:.1} s{})",
+        format!("engine saturation [{label}]"),
+        n as f64 / secs,
+        n,
+        secs,
+        if answered { "" } else { ", NOT ALL ANSWERED" }
+    );
+
+    // Added latency at 200 turns/s: open loop, 2,000 messages from new contacts.
+    let m = 2000u32;
+    let texts: Vec<String> = (0..m).map(|i| format!("{label}-lat-{i}")).collect();
+    let begin = Instant::now();
+    let mut due_at = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        let due = begin + Duration::from_millis(5) * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        due_at.push(due);
+        tokio::spawn(send(format!("wamid.{t}"), format!("4471{i:07}"), t.clone()));
+    }
+    wait_answered(&arrivals, &texts, Duration::from_secs(120)).await;
+    let mut lat: Vec<Duration> = {
+        let a = arrivals.lock().unwrap();
+        texts
+            .iter()
+            .zip(&due_at)
+            .filter_map(|(t, d)| a.get(t).map(|at| at.duration_since(*d)))
+            .collect()
+    };
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0
+    };
+    println!(
+        "{:<32} p50 {:>7.2} ms   p99 {:>7.2} ms   ({} of {m} answered; model time ~0)",
+        format!("engine added latency 200/s [{label}]"),
+        pct(0.5),
+        pct(0.99),
+        lat.len()
+    );
+
+    // 10,000 open sessions.
+    let k = 10_000;
+    let texts: Vec<String> = (0..k).map(|i| format!("{label}-ses-{i}")).collect();
+    for (i, t) in texts.iter().enumerate() {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let fut = send(format!("wamid.{t}"), format!("4472{i:07}"), t.clone());
+        tokio::spawn(async move {
+            fut.await;
+            drop(permit);
+        });
+    }
+    wait_answered(&arrivals, &texts, Duration::from_secs(600)).await;
+    println!(
+        "{:<32} {:>9.1} MB RSS (whole bench process: server, load generator and mocks)",
+        format!("engine 10,000+ sessions [{label}]"),
+        rss_mb()
+    );
+}
+
 fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -281,7 +563,7 @@ fn main() {
             DURATION.as_secs()
         );
         for (label, db) in backends {
-            let (base, _stop) = start(db, dir.path()).await;
+            let (base, _stop) = start(db.clone(), dir.path()).await;
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(CLIENTS)
                 .build()
@@ -313,6 +595,18 @@ fn main() {
                 .await
                 .print();
             drop(_stop);
+            // A database of its own: the webhook runs above left tens of thousands of jobs queued.
+            let (engine_db, engine_pg) = match db {
+                DatabaseUrl::Sqlite(_) => (DatabaseUrl::Sqlite(dir.path().join("engine.db")), None),
+                DatabaseUrl::Postgres(_) => {
+                    let (url, name) = pg_database().await;
+                    (url, Some(name))
+                }
+            };
+            engine_bench(label, engine_db, dir.path()).await;
+            if let Some(name) = engine_pg {
+                drop_pg_database(&name).await;
+            }
         }
         // Leave no benchmark database behind.
         if let (Ok(admin), Some(name)) = (std::env::var("TEST_POSTGRES_URL"), pg_name) {
