@@ -76,56 +76,72 @@ pub async fn send_turn(
             }
             _ => continue,
         }
-        let update = || {
-            message::Entity::update_many()
-                .filter(message::Column::Id.eq(part.id.as_str()))
-                .col_expr(message::Column::UpdatedAt, Expr::value(now_ms()))
-        };
-        update()
-            .col_expr(message::Column::DeliveryStatus, Expr::value("sending"))
-            .exec(db)
-            .await?;
-        match send_with_retries(state, dest, &part).await {
-            Ok(wamid) => {
-                update()
-                    .col_expr(message::Column::Wamid, Expr::value(wamid.clone()))
-                    .col_expr(message::Column::DeliveryStatus, Expr::value("sent"))
-                    .exec(db)
-                    .await?;
-                crate::ingest::apply_stored_statuses(db, dest.tenant_id, &wamid).await?;
-            }
-            Err(e) => {
-                let (code, title) = match &e {
-                    GraphError::Meta { error, .. } => (
-                        i32::try_from(error.code).ok(),
-                        error.title.clone().unwrap_or_else(|| error.explanation()),
-                    ),
-                    other => (None, other.to_string()),
-                };
-                update()
-                    .col_expr(message::Column::DeliveryStatus, Expr::value("failed"))
-                    .col_expr(message::Column::ErrorCode, Expr::value(code))
-                    .col_expr(message::Column::ErrorTitle, Expr::value(title.clone()))
-                    .exec(db)
-                    .await?;
-                Event::new(
-                    "whatsapp.message.failed",
-                    Level::Error,
-                    format!("sending a reply failed: {e}"),
-                )
-                .integration(dest.integration_id)
-                .conversation(&part.conversation_id)
-                .data(json!({"messageId": part.id, "code": code, "title": title}))
-                .record(db, dest.tenant_id)
-                .await?;
-                if e.meta_code() == Some(190) {
-                    flag_token(state, dest, &e).await?;
-                }
-                return Ok(());
-            }
+        if send_part(state, dest, &part).await?.is_err() {
+            return Ok(());
         }
     }
     Ok(())
+}
+
+/// Sends one stored `pending` part: marks it `sending` (committed first), sends it with
+/// retries, then records the wamid, or the failure with Meta's error in the event log (a 190
+/// also flags the integration). The outer error is the database's; the inner, Meta's.
+pub async fn send_part(
+    state: &AppState,
+    dest: &Destination<'_>,
+    part: &message::Model,
+) -> Result<Result<String, GraphError>, ApiError> {
+    let db = state.store().db();
+    let update = || {
+        message::Entity::update_many()
+            .filter(message::Column::Id.eq(part.id.as_str()))
+            .col_expr(message::Column::UpdatedAt, Expr::value(now_ms()))
+    };
+    update()
+        .col_expr(message::Column::DeliveryStatus, Expr::value("sending"))
+        .exec(db)
+        .await?;
+    match send_with_retries(state, dest, part).await {
+        Ok(wamid) => {
+            update()
+                .col_expr(message::Column::Wamid, Expr::value(wamid.clone()))
+                .col_expr(message::Column::DeliveryStatus, Expr::value("sent"))
+                .exec(db)
+                .await?;
+            // Meta may have reported on the message before its send call returned.
+            crate::ingest::apply_stored_statuses(db, dest.tenant_id, &wamid).await?;
+            Ok(Ok(wamid))
+        }
+        Err(e) => {
+            let (code, title) = match &e {
+                GraphError::Meta { error, .. } => (
+                    i32::try_from(error.code).ok(),
+                    error.title.clone().unwrap_or_else(|| error.explanation()),
+                ),
+                other => (None, other.to_string()),
+            };
+            update()
+                .col_expr(message::Column::DeliveryStatus, Expr::value("failed"))
+                .col_expr(message::Column::ErrorCode, Expr::value(code))
+                .col_expr(message::Column::ErrorTitle, Expr::value(title.clone()))
+                .exec(db)
+                .await?;
+            Event::new(
+                "whatsapp.message.failed",
+                Level::Error,
+                format!("sending a message failed: {e}"),
+            )
+            .integration(dest.integration_id)
+            .conversation(&part.conversation_id)
+            .data(json!({"messageId": part.id, "code": code, "title": title}))
+            .record(db, dest.tenant_id)
+            .await?;
+            if e.meta_code() == Some(190) {
+                flag_token(state, dest, &e).await?;
+            }
+            Ok(Err(e))
+        }
+    }
 }
 
 async fn send_with_retries(

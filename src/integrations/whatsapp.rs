@@ -2,7 +2,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -306,7 +305,7 @@ pub async fn initiate(
     };
     tracing::debug!(last_inbound_at = last, "inside the service window");
     let id = new_id(prefix::MESSAGE);
-    message::ActiveModel {
+    let part = message::ActiveModel {
         id: Set(id.clone()),
         tenant_id: Set(scope.tenant_id().to_owned()),
         conversation_id: Set(conversation_id.clone()),
@@ -327,58 +326,20 @@ pub async fn initiate(
     }
     .insert(scope.db())
     .await?;
-    let body = json!({
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": wa_id,
-        "type": "text",
-        "text": {"preview_url": false, "body": text},
-    });
-    let sent = state
-        .graph()
-        .send_message(&phone_number_id, &token, &body)
-        .await;
-    let update = scope
-        .update_many::<message::Entity>()
-        .filter(message::Column::Id.eq(id.as_str()))
-        .col_expr(message::Column::UpdatedAt, Expr::value(now_ms()));
-    match sent {
-        Ok(wamid) => {
-            update
-                .col_expr(message::Column::Wamid, Expr::value(wamid.clone()))
-                .col_expr(message::Column::DeliveryStatus, Expr::value("sent"))
-                .exec(scope.db())
-                .await?;
-            // Meta may have reported on the message before its send call returned.
-            crate::ingest::apply_stored_statuses(scope.db(), scope.tenant_id(), &wamid).await?;
-            Ok(id)
+    // The engine's outbox: stored before the call, retried on rate limits and Meta's trouble,
+    // failures recorded on the message and in the event log.
+    let dest = crate::engine::outbox::Destination {
+        tenant_id: scope.tenant_id(),
+        integration_id: &row.id,
+        phone_number_id: &phone_number_id,
+        token: &token,
+        wa_id,
+    };
+    match crate::engine::outbox::send_part(state, &dest, &part).await? {
+        Ok(_) => Ok(id),
+        Err(e @ (GraphError::Timeout(_) | GraphError::Transport(_))) => {
+            Err(ApiError::Unavailable(anyhow::anyhow!("Graph API: {e}")))
         }
-        Err(e) => {
-            let (code, title) = match &e {
-                GraphError::Meta { error, .. } => (
-                    Some(error.code as i32),
-                    error.title.clone().unwrap_or_else(|| error.explanation()),
-                ),
-                other => (None, other.to_string()),
-            };
-            update
-                .col_expr(message::Column::DeliveryStatus, Expr::value("failed"))
-                .col_expr(message::Column::ErrorCode, Expr::value(code))
-                .col_expr(message::Column::ErrorTitle, Expr::value(title))
-                .exec(scope.db())
-                .await?;
-            Event::new("whatsapp.message.failed", Level::Error, e.to_string())
-                .integration(&row.id)
-                .conversation(&conversation_id)
-                .data(json!({"code": code, "messageId": id}))
-                .record(scope.db(), scope.tenant_id())
-                .await?;
-            Err(match e {
-                GraphError::Timeout(_) | GraphError::Transport(_) => {
-                    ApiError::Unavailable(anyhow::anyhow!("Graph API: {e}"))
-                }
-                other => ApiError::unprocessable(other.to_string()),
-            })
-        }
+        Err(e) => Err(ApiError::unprocessable(e.to_string())),
     }
 }

@@ -146,7 +146,9 @@ async fn tenant_create_prints_a_token_that_works_against_the_api() {
     assert_eq!(me["role"], "owner");
     assert_eq!(me["email"], "owner@acme.example");
 
-    // The same email cannot become a second tenant's owner.
+    // The same email cannot become a second tenant's owner. (The server is stopped first: two
+    // processes applying migrations to one SQLite file at once is not what this checks.)
+    app.stop().await.unwrap();
     let out = parley_command(&env)
         .args([
             "tenant",
@@ -159,7 +161,8 @@ async fn tenant_create_prints_a_token_that_works_against_the_api() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already exists"), "{stderr}");
 }
 
 #[tokio::test]
