@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 
-use crate::ingest::sql;
+use crate::store::sql;
 use crate::time::now_ms;
 
 /// The lane id of a contact of an integration.

@@ -402,7 +402,7 @@ async fn prompt(
         // The inbound id is unique among user messages, so a resumed turn stores each once.
         txn.execute_raw(sea_orm::Statement::from_sql_and_values(
             backend,
-            crate::ingest::sql(
+            crate::store::sql(
                 backend,
                 "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, wamid, \
                  inbound_id, created_at, updated_at) VALUES (?, ?, ?, 'user', ?, ?, ?, ?, ?, ?) \
@@ -513,7 +513,7 @@ async fn store_parts<C: ConnectionTrait>(
         };
         conn.execute_raw(sea_orm::Statement::from_sql_and_values(
             backend,
-            crate::ingest::sql(
+            crate::store::sql(
                 backend,
                 "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, \
                  delivery_status, turn_id, part, input_tokens, output_tokens, created_at, updated_at) \

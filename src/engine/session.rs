@@ -170,7 +170,7 @@ pub async fn close_expired<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
     let res = conn
         .execute_raw(sea_orm::Statement::from_sql_and_values(
             backend,
-            crate::ingest::sql(
+            crate::store::sql(
                 backend,
                 "UPDATE conversation SET ended_at = expires_at, updated_at = ? \
                  WHERE ended_at IS NULL AND expires_at IS NOT NULL AND expires_at < ?",

@@ -205,7 +205,7 @@ async fn write_group(
                 now.into(),
             ]
         });
-        let stmt = multi_row(
+        let stmt = crate::store::multi_row(
             backend,
             "INSERT INTO inbound_message (id, tenant_id, integration_id, wamid, wa_id, kind, \
              payload, state, sent_at, received_at, updated_at) VALUES ",
@@ -294,7 +294,7 @@ async fn write_group(
             .iter()
             .flat_map(|(i, e)| e.clone().into_row(&batches[*i].tenant_id, now))
             .collect();
-        let stmt = multi_row(
+        let stmt = crate::store::multi_row(
             backend,
             &format!("INSERT INTO event_log ({}) VALUES ", Event::COLUMNS),
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -331,27 +331,6 @@ fn shaped_chunks<T>(items: &[T]) -> Vec<&[T]> {
     out
 }
 
-/// `head` + `n` copies of `row` + `tail`, with placeholders numbered for the backend.
-fn multi_row(
-    backend: sea_orm::DatabaseBackend,
-    head: &str,
-    row: &str,
-    n: usize,
-    tail: &str,
-    values: Vec<sea_orm::Value>,
-) -> Statement {
-    let mut text = String::with_capacity(head.len() + n * (row.len() + 2) + tail.len());
-    text.push_str(head);
-    for i in 0..n {
-        if i > 0 {
-            text.push_str(", ");
-        }
-        text.push_str(row);
-    }
-    text.push_str(tail);
-    Statement::from_sql_and_values(backend, sql(backend, &text), values)
-}
-
 /// Stores a status once (redeliveries are ignored), applies it to the outbound message if that
 /// is known, and logs it. Returns whether it was new.
 async fn record_status(
@@ -364,7 +343,7 @@ async fn record_status(
     let inserted = txn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
-            sql(
+            crate::store::sql(
                 backend,
                 "INSERT INTO message_status (id, tenant_id, integration_id, wamid, status, \
                  error_code, error_title, payload, status_at, received_at) \
@@ -457,7 +436,7 @@ pub async fn apply_status<C: ConnectionTrait>(
     let backend = conn.get_database_backend();
     conn.execute_raw(Statement::from_sql_and_values(
         backend,
-        sql(
+        crate::store::sql(
             backend,
             "UPDATE message SET delivery_status = ?, error_code = COALESCE(?, error_code), \
              error_title = COALESCE(?, error_title), updated_at = ? \
@@ -505,25 +484,6 @@ pub async fn apply_stored_statuses<C: ConnectionTrait>(
         .await?;
     }
     Ok(())
-}
-
-/// `?` placeholders as the backend wants them: PostgreSQL numbers them.
-pub fn sql(backend: sea_orm::DatabaseBackend, sql: &str) -> String {
-    if backend != sea_orm::DatabaseBackend::Postgres {
-        return sql.to_owned();
-    }
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
-use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -98,17 +98,12 @@ pub async fn enqueue_many_in<C: ConnectionTrait, T: Serialize>(
             "(?, ?, ?, 'Pending', 0, ?, ?, 0, '{}', ?)",
         ),
     };
-    let mut text = String::from(head);
-    for i in 0..jobs.len() {
-        if i > 0 {
-            text.push_str(", ");
-        }
-        text.push_str(row);
-    }
-    text.push_str(" ON CONFLICT (job_type, idempotency_key) DO NOTHING");
-    conn.execute_raw(Statement::from_sql_and_values(
+    conn.execute_raw(crate::store::multi_row(
         backend,
-        crate::ingest::sql(backend, &text),
+        head,
+        row,
+        jobs.len(),
+        " ON CONFLICT (job_type, idempotency_key) DO NOTHING",
         values,
     ))
     .await?;

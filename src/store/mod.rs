@@ -181,6 +181,46 @@ pub async fn begin_write<C: sea_orm::TransactionTrait>(db: &C) -> Result<C::Tran
     .await
 }
 
+/// `?` placeholders as the backend wants them: PostgreSQL numbers them.
+pub fn sql(backend: sea_orm::DatabaseBackend, sql: &str) -> String {
+    if backend != sea_orm::DatabaseBackend::Postgres {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `head` + `n` copies of `row` + `tail`, with placeholders numbered for the backend.
+pub fn multi_row(
+    backend: sea_orm::DatabaseBackend,
+    head: &str,
+    row: &str,
+    n: usize,
+    tail: &str,
+    values: Vec<sea_orm::Value>,
+) -> sea_orm::Statement {
+    let mut text = String::with_capacity(head.len() + n * (row.len() + 2) + tail.len());
+    text.push_str(head);
+    for i in 0..n {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(row);
+    }
+    text.push_str(tail);
+    sea_orm::Statement::from_sql_and_values(backend, sql(backend, &text), values)
+}
+
 /// Whether a database error means "the database is not there right now" (answer 503 and let
 /// the client retry) rather than a bug (answer 500).
 pub fn is_unavailable(e: &DbErr) -> bool {

@@ -164,14 +164,7 @@ async fn update(
     }
     let meta = fields::merge_meta(&row.meta, body.meta)?;
     let mut am: contact::ActiveModel = row.into();
-    macro_rules! patch {
-        ($($field:ident),*) => {$(
-            if let Some(v) = body.$field.resolve() {
-                am.$field = Set(v);
-            }
-        )*};
-    }
-    patch!(
+    fields::apply_patches!(body, am:
         name,
         description,
         email,

@@ -46,6 +46,17 @@ impl<T> Patch<T> {
     }
 }
 
+/// Sets each named `Patch` field of an update body on the active model field of the same
+/// name, leaving fields that were not sent alone: `apply_patches!(body, am: name, description)`.
+macro_rules! apply_patches {
+    ($body:ident, $am:ident: $($field:ident),* $(,)?) => {$(
+        if let Some(v) = $body.$field.resolve() {
+            $am.$field = sea_orm::ActiveValue::Set(v);
+        }
+    )*};
+}
+pub(crate) use apply_patches;
+
 /// A secret sent in a create or update body.
 pub enum SecretInput {
     /// Leave the stored value: the field was absent, or sent back masked.

@@ -416,14 +416,7 @@ async fn update(
         &domain::app_secret_context(&row),
     )?;
     let mut am: wi::ActiveModel = row.into();
-    macro_rules! patch {
-        ($($field:ident),*) => {$(
-            if let Some(v) = body.$field.resolve() {
-                am.$field = Set(v);
-            }
-        )*};
-    }
-    patch!(
+    fields::apply_patches!(body, am:
         alias,
         name,
         description,
