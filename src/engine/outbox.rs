@@ -124,7 +124,8 @@ pub async fn send_part(
             )
             .await?;
             // Meta may have reported on the message before its send call returned.
-            crate::ingest::apply_stored_statuses(db, dest.tenant_id, &wamid).await?;
+            crate::ingest::apply_stored_statuses(db, dest.tenant_id, dest.integration_id, &wamid)
+                .await?;
             Ok(Ok(wamid))
         }
         Err(e) => {
