@@ -278,6 +278,7 @@ async fn run_turn(state: &AppState, t: turn::Model) -> ApiResult<()> {
                     phone_number_id: phone,
                     token: &token,
                     wa_id: &t.wa_id,
+                    graph: &state.graph_for(&integration),
                 };
                 outbox::send_turn(state, &dest, &t.id).await?;
             }
@@ -604,7 +605,9 @@ async fn show_typing(state: &AppState, integration: &wi::Model, t: &turn::Model)
         .one(state.store().db())
         .await;
     if let Ok(Some(m)) = newest
-        && let Err(e) = state.graph().mark_read(phone, &token, &m.wamid, true).await
+        && let Err(e) = state
+            .graph_for(integration)
+            .mark_read(phone, &token, &m.wamid, true).await
     {
         tracing::debug!(error = %e, "marking read failed");
     }
