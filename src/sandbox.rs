@@ -457,13 +457,7 @@ impl GraphFault {
 impl From<ApiError> for GraphFault {
     fn from(e: ApiError) -> Self {
         tracing::error!(error = ?e, "sandbox Graph API");
-        Self::new(
-            500,
-            1,
-            "OAuthException",
-            "An unknown error occurred",
-            None,
-        )
+        Self::new(500, 1, "OAuthException", "An unknown error occurred", None)
     }
 }
 

@@ -170,10 +170,7 @@ impl AppState {
     /// This process's own base URL: where it is bound when it serves HTTP, else
     /// `PARLEY_PUBLIC_URL` (a `worker` process reaches the sandbox through the web tier).
     pub fn self_url(&self) -> &url::Url {
-        self.0
-            .self_url
-            .get()
-            .unwrap_or(&self.0.settings.public_url)
+        self.0.self_url.get().unwrap_or(&self.0.settings.public_url)
     }
 
     pub fn redis(&self) -> Option<&deadpool_redis::Pool> {

@@ -607,7 +607,8 @@ async fn show_typing(state: &AppState, integration: &wi::Model, t: &turn::Model)
     if let Ok(Some(m)) = newest
         && let Err(e) = state
             .graph_for(integration)
-            .mark_read(phone, &token, &m.wamid, true).await
+            .mark_read(phone, &token, &m.wamid, true)
+            .await
     {
         tracing::debug!(error = %e, "marking read failed");
     }
@@ -666,7 +667,7 @@ async fn ask_model(
     ))
 }
 
-async fn resolve_provider(
+pub(crate) async fn resolve_provider(
     state: &AppState,
     tenant_id: &str,
     provider_id: Option<&str>,

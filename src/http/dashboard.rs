@@ -26,7 +26,8 @@ const RESERVED: [&str; 6] = [
 
 fn reserved(path: &str) -> bool {
     RESERVED.iter().any(|p| {
-        path == *p || (path.starts_with(p) && (p.ends_with('/') || path[p.len()..].starts_with('/')))
+        path == *p
+            || (path.starts_with(p) && (p.ends_with('/') || path[p.len()..].starts_with('/')))
     })
 }
 
@@ -87,10 +88,7 @@ pub(super) async fn serve(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     let Some(file) = resolve(root, path) else {
         return not_found();
     };
-    let (file, is_index) = if tokio::fs::metadata(&file)
-        .await
-        .is_ok_and(|m| m.is_file())
-    {
+    let (file, is_index) = if tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_file()) {
         let is_index = file == index;
         (file, is_index)
     } else if file.extension().is_none() {
@@ -139,7 +137,14 @@ mod tests {
         ] {
             assert!(reserved(p), "{p}");
         }
-        for p in ["/", "/bots", "/apiary", "/docsite", "/assets/x.js", "/healthzone"] {
+        for p in [
+            "/",
+            "/bots",
+            "/apiary",
+            "/docsite",
+            "/assets/x.js",
+            "/healthzone",
+        ] {
             assert!(!reserved(p), "{p}");
         }
     }

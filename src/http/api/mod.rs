@@ -7,9 +7,11 @@ mod conversation;
 mod event;
 pub mod fields;
 pub mod list;
+mod playground;
 pub mod provider;
 mod sandbox;
 mod token;
+mod usage;
 mod whatsapp;
 
 /// Routes that need no credentials, registered with their full paths.
@@ -28,5 +30,7 @@ pub(super) fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfi
         .configure(contact::configure)
         .configure(conversation::configure)
         .configure(event::configure)
-        .configure(sandbox::configure);
+        .configure(sandbox::configure)
+        .configure(usage::configure)
+        .configure(playground::configure);
 }
