@@ -12,5 +12,4 @@ export default defineConfig({
     },
   },
   build: { outDir: "dist", sourcemap: false, chunkSizeWarningLimit: 1200 },
-  test: { environment: "node", include: ["src/**/*.test.{ts,tsx}"] },
 });
