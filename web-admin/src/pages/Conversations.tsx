@@ -77,13 +77,30 @@ export function ConversationPage() {
   const { id = "" } = useParams();
   const conv = useLoad(() => get<Conversation>(`/conversation/${id}/fetch`), [id]);
   const msgs = useLoad(() => get<List<Message>>(`/conversation/${id}/message/list`, { order: "asc", take: 100 }), [id]);
-  const events = useLoad(() => get<List<EventLog>>("/event/log/list", { conversationId: id, take: 50 }), [id]);
   const contactId = conv.data?.contactId;
   const contact = useLoad(
     () => (contactId ? get<Contact>(`/contact/${contactId}/fetch`) : Promise.resolve(null)),
     [contactId],
   );
   const c = contact.data;
+  // The conversation's own events, plus what its integration logged about this user's
+  // messages (received, ignored) during the conversation.
+  const waId = c?.fingerprint?.startsWith("whatsapp:") ? c.fingerprint.slice("whatsapp:".length) : undefined;
+  const events = useLoad(async () => {
+    const own = await get<List<EventLog>>("/event/log/list", { conversationId: id, take: 50 });
+    const cv = conv.data;
+    if (!cv?.whatsappIntegrationId || !waId) return own.items;
+    const theirs = await get<List<EventLog>>("/event/log/list", {
+      whatsappIntegrationId: cv.whatsappIntegrationId,
+      "meta.from": waId,
+      take: 50,
+    });
+    const from = cv.createdAt - 60_000;
+    const to = cv.endedAt ?? Number.MAX_SAFE_INTEGER;
+    const inSpan = theirs.items.filter((e) => e.createdAt >= from && e.createdAt <= to);
+    const seen = new Set(own.items.map((e) => e.id));
+    return [...own.items, ...inSpan.filter((e) => !seen.has(e.id))].sort((a, b) => b.createdAt - a.createdAt);
+  }, [id, conv.data?.whatsappIntegrationId, waId]);
   return (
     <section>
       <p>
@@ -125,9 +142,9 @@ export function ConversationPage() {
           </div>
           <div className="card" aria-label="Conversation events">
             <h2>Events</h2>
-            {events.data?.items.length === 0 && <p className="muted">No events.</p>}
+            {events.data?.length === 0 && <p className="muted">No events.</p>}
             <ul className="events-mini">
-              {events.data?.items.map((e) => (
+              {events.data?.map((e) => (
                 <li key={e.id} className={`level-${e.level}`}>
                   <span className="mono">{e.type}</span>
                   <span>{e.message}</span>
