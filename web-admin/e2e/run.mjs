@@ -94,6 +94,8 @@ function assert(cond, message) {
 }
 
 const work = mkdtempSync(join(tmpdir(), "parley-e2e-"));
+// Fresh artifacts each run, so a screenshot of an old failure cannot mislead.
+rmSync(shots, { recursive: true, force: true });
 mkdirSync(shots, { recursive: true });
 const llm = await startMockLlm();
 const port = await freePort();
