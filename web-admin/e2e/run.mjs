@@ -229,6 +229,17 @@ try {
     await shot("05-sandbox-chat");
   });
 
+  await test("run setup on the sandbox integration shows Meta's answer", async () => {
+    await page.getByRole("link", { name: "Sandbox integration" }).click();
+    await page.getByRole("button", { name: "Run setup" }).click();
+    const answer = page.getByRole("status").filter({ hasText: "Meta says" });
+    await answer.waitFor();
+    assert((await answer.innerText()).includes("Parley Sandbox"), "setup did not reach the sandbox's Graph API");
+    await shot("05b-sandbox-integration");
+    await nav.getByRole("link", { name: "Sandbox" }).click();
+    await page.getByLabel("Sandbox phone").getByText("Echo: hello there").waitFor();
+  });
+
   await test("click a reply button the bot sent and see the next reply", async () => {
     const phone = page.getByLabel("Sandbox phone");
     const before = llm.sawTool("send_buttons");

@@ -139,6 +139,60 @@ export function IntegrationsPage() {
   );
 }
 
+/** A plain field shown as text, with an "Edit" action. */
+function EditableText({
+  label,
+  value,
+  mono,
+  onSave,
+}: {
+  label: string;
+  value: string;
+  mono?: boolean;
+  onSave: (v: string) => Promise<void>;
+}) {
+  const [editing, setEditing] = useState(false);
+  const [next, setNext] = useState(value);
+  return (
+    <div className="secret-row">
+      <span className="field-label">{label}</span>
+      {!editing ? (
+        <>
+          <span className={mono ? "mono" : undefined}>{value || "not set"}</span>
+          <button
+            type="button"
+            className="small"
+            aria-label={`Edit ${label}`}
+            onClick={() => {
+              setNext(value);
+              setEditing(true);
+            }}
+          >
+            Edit
+          </button>
+        </>
+      ) : (
+        <form
+          className="inline-form"
+          onSubmit={async (e) => {
+            e.preventDefault();
+            await onSave(next.trim());
+            setEditing(false);
+          }}
+        >
+          <input aria-label={label} value={next} onChange={(e) => setNext(e.target.value)} autoFocus />
+          <button type="submit" className="small primary">
+            Save
+          </button>
+          <button type="button" className="small" onClick={() => setEditing(false)}>
+            Cancel
+          </button>
+        </form>
+      )}
+    </div>
+  );
+}
+
 /** A write-only secret: `********` when set, with a "replace" action. */
 function Secret({
   label,
@@ -243,10 +297,17 @@ export function IntegrationPage() {
               ))}
             </select>
           </Field>
-          <div className="secret-row">
-            <span className="field-label">Phone number id</span>
-            <code className="mono">{i.phoneNumberId ?? "not set"}</code>
-          </div>
+          <EditableText
+            label="Name"
+            value={i.name ?? ""}
+            onSave={(v) => update({ name: v || null })}
+          />
+          <EditableText
+            label="Phone number id"
+            value={i.phoneNumberId ?? ""}
+            mono
+            onSave={(v) => update({ phoneNumberId: v || null })}
+          />
           <Secret label="Access token" field="accessToken" value={i.accessToken} onReplace={(f, v) => update({ [f]: v })} />
           <Secret label="App secret" field="appSecret" value={i.appSecret} onReplace={(f, v) => update({ [f]: v })} />
           <div className="actions">

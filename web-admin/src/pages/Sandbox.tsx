@@ -35,15 +35,10 @@ function Phone({ sandbox, bot }: { sandbox: Sandbox; bot?: Bot }) {
     let live = true;
     const load = async () => {
       try {
-        const all: SandboxMessage[] = [];
-        let cursor: string | undefined;
-        for (let page = 0; page < 10; page++) {
-          const res = await get<List<SandboxMessage>>("/sandbox/message/list", { order: "asc", take: 100, cursor });
-          all.push(...res.items);
-          if (res.items.length < 100 || !res.cursor) break;
-          cursor = res.cursor;
-        }
-        if (live) setMessages(all);
+        // The newest 100, oldest first: statuses of recent messages change too, so the tail
+        // is read again each time rather than only what is new.
+        const res = await get<List<SandboxMessage>>("/sandbox/message/list", { order: "desc", take: 100 });
+        if (live) setMessages([...res.items].reverse());
       } catch (e) {
         if (live) setError(e);
       }

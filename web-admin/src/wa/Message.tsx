@@ -167,7 +167,14 @@ function ListAction({
         ☰ {text(action.button) || "Options"}
       </button>
       {open && (
-        <div className="wa-list-sheet" role="listbox" aria-label={text(action.button) || "Options"}>
+        <div
+          className="wa-list-sheet"
+          role="listbox"
+          aria-label={text(action.button) || "Options"}
+          onKeyDown={(e) => {
+            if (e.key === "Escape") setOpen(false);
+          }}
+        >
           {sections.map((s, si) => (
             <div key={si} className="wa-list-section">
               {s.title && <div className="wa-list-section-title">{text(s.title)}</div>}
