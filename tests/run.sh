@@ -47,13 +47,13 @@ mkdir -p target
 status=0
 summary() { grep -E "^\s+Summary|^test result:" "$1" | tail -1 || true; }
 
-echo "=== suite 1/2: SQLite (unit tests + integration tests) ==="
+echo "=== suite 1/3: SQLite (unit tests + integration tests) ==="
 "${runner[@]}" 2>&1 | tee target/test-sqlite.log || status=1
 sqlite_summary=$(summary target/test-sqlite.log)
 
 pg_summary="SKIPPED"
 if [[ $have_pg == 1 ]]; then
-  echo "=== suite 2/2: PostgreSQL at $TEST_POSTGRES_URL (integration tests) ==="
+  echo "=== suite 2/3: PostgreSQL at $TEST_POSTGRES_URL (integration tests) ==="
   TEST_POSTGRES_URL="$TEST_POSTGRES_URL" "${runner[@]}" --test api 2>&1 | tee target/test-postgres.log || status=1
   pg_summary=$(summary target/test-postgres.log)
 fi

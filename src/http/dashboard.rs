@@ -4,7 +4,8 @@
 //! webhook callbacks) wins over it. Paths that belong to those areas never fall back to the
 //! dashboard: an unknown `/api/...` path still answers the JSON 404. For everything else, an
 //! existing file is served as is, and a path without a file extension (a client-side route
-//! such as `/bots/bot_123`) gets `index.html`, so reloading a page works.
+//! such as `/bots/bot_123`) gets `index.html` when a browser asks for a page (`Accept:
+//! text/html`), so reloading a page works; API clients still get the JSON 404 there.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -44,6 +45,14 @@ fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
         }
     }
     Some(out)
+}
+
+/// Whether the client asked for a page, as browsers do when they navigate.
+fn wants_html(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -91,7 +100,7 @@ pub(super) async fn serve(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     let (file, is_index) = if tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_file()) {
         let is_index = file == index;
         (file, is_index)
-    } else if file.extension().is_none() {
+    } else if file.extension().is_none() && (path == "/" || wants_html(&req)) {
         (index, true)
     } else {
         return not_found();

@@ -26,10 +26,16 @@ async fn the_dashboard_is_served_with_a_fallback_that_never_shadows_the_server()
     let root = dir.path().to_path_buf();
     let app = spawn_app_with(|s| s.web_admin_dir = root).await;
     let get = |p: &str| app.client.get(app.url(p)).send();
+    let page = |p: &str| {
+        app.client
+            .get(app.url(p))
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .send()
+    };
 
-    // The app and its client routes get index.html.
+    // The app and its client routes get index.html when a browser asks for a page.
     for p in ["/", "/bots/bot_123", "/sandbox"] {
-        let res = get(p).await.unwrap();
+        let res = page(p).await.unwrap();
         assert_eq!(res.status(), 200, "{p}");
         assert!(
             res.headers()["content-type"]
@@ -40,6 +46,8 @@ async fn the_dashboard_is_served_with_a_fallback_that_never_shadows_the_server()
         assert_eq!(res.headers()["cache-control"], "no-cache");
         assert!(res.text().await.unwrap().contains("<title>Parley</title>"));
     }
+    // An API client asking for an unknown path gets the JSON 404, not the app.
+    assert_error(get("/bots/bot_123").await.unwrap(), 404, "NOT_FOUND").await;
     let res = get("/assets/app-1a2b.js").await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(

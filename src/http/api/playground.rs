@@ -31,7 +31,9 @@ pub struct TryMessage {
 
 #[derive(Deserialize, ToSchema)]
 pub struct TryRequest {
-    /// The conversation so far; the last one must be the user's.
+    /// The conversation so far, 1 to 50 messages; the last one must be the user's.
+    // Defaulted so that a missing field is checked after the bot is found (404 first).
+    #[serde(default)]
     messages: Vec<TryMessage>,
 }
 
