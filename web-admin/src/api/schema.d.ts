@@ -1590,8 +1590,8 @@ export interface components {
             type: string;
         };
         TryRequest: {
-            /** @description The conversation so far; the last one must be the user's. */
-            messages: components["schemas"]["TryMessage"][];
+            /** @description The conversation so far, 1 to 50 messages; the last one must be the user's. */
+            messages?: components["schemas"]["TryMessage"][];
         };
         TryResponse: {
             /** Format: int64 */
