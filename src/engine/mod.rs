@@ -317,6 +317,7 @@ async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) ->
                     phone_number_id: phone,
                     token: &token,
                     wa_id: &t.wa_id,
+                    graph: &state.graph_for(&integration),
                 };
                 outbox::send_turn(state, &dest, &t.id, parts).await?;
             }
@@ -735,7 +736,11 @@ async fn show_typing(
             }
         }
     };
-    if let Err(e) = state.graph().mark_read(phone, &token, &wamid, true).await {
+    if let Err(e) = state
+        .graph_for(integration)
+        .mark_read(phone, &token, &wamid, true)
+        .await
+    {
         tracing::debug!(error = %e, "marking read failed");
     }
 }
@@ -792,7 +797,7 @@ async fn ask_model(
     ))
 }
 
-async fn resolve_provider(
+pub(crate) async fn resolve_provider(
     state: &AppState,
     tenant_id: &str,
     provider_id: Option<&str>,
