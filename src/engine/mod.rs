@@ -12,6 +12,7 @@
 //! (reply parts stored) → `done`. The model is called between `prompted` and `replied`; if the
 //! process dies there, the call is simply made again.
 
+pub mod bot_cache;
 pub mod lane;
 pub mod outbox;
 pub mod session;
@@ -40,7 +41,7 @@ use crate::llm::provider::{
 };
 use crate::state::AppState;
 use crate::store::entities::{
-    bot, contact, inbound_message as inbound, message, provider, turn, whatsapp_integration as wi,
+    contact, inbound_message as inbound, message, provider, turn, whatsapp_integration as wi,
 };
 use crate::time::now_ms;
 
@@ -761,13 +762,9 @@ async fn ask_model(
     conversation_id: &str,
     current: &[String],
 ) -> Result<(String, (u32, u32)), String> {
-    let scope = state.store().scope(&t.tenant_id);
-    let bot = scope
-        .find::<bot::Entity>(bot_id)
-        .await
-        .map_err(|_| "the linked bot no longer exists".to_owned())?;
-    let (llm, default_model) =
-        resolve_provider(state, &t.tenant_id, bot.provider_id.as_deref()).await?;
+    let cached = state.bot_cache().get(state, &t.tenant_id, bot_id).await?;
+    let bot = &cached.bot;
+    let (llm, default_model) = cached.llm.clone()?;
     let model_string = bot
         .model
         .clone()
