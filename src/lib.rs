@@ -17,6 +17,8 @@
 //! - [`store`]: database connection (SQLite or PostgreSQL), migrations, entities and
 //!   [`store::TenantScope`], the single place where tenant data is filtered by tenant.
 //! - [`jobs`]: the apalis queue (in the same database) and its workers.
+//! - [`files`]: file bytes on local disk, content-addressed; [`media`]: inbound media limits,
+//!   document text and voice transcription.
 //! - [`crypto`]: AES-256-GCM for tenant secrets at rest; [`ids`]: prefixed, time-ordered ids.
 //! - [`telemetry`]: tracing subscriber setup.
 
@@ -29,6 +31,7 @@ pub mod crypto;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod http;
 pub mod ids;
 pub mod ingest;
@@ -36,6 +39,7 @@ pub mod integrations;
 pub mod jobs;
 pub mod keys;
 pub mod llm;
+pub mod media;
 #[path = "../migrations/mod.rs"]
 pub mod migrations;
 pub mod rotate;

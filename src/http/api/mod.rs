@@ -5,6 +5,7 @@ mod bot;
 mod contact;
 mod conversation;
 mod event;
+mod file;
 pub mod fields;
 pub mod list;
 pub mod provider;
@@ -25,5 +26,6 @@ pub(super) fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfi
         .configure(whatsapp::configure)
         .configure(contact::configure)
         .configure(conversation::configure)
-        .configure(event::configure);
+        .configure(event::configure)
+        .configure(file::configure);
 }
