@@ -12,6 +12,7 @@
 //! (reply parts stored) → `done`. The model is called between `prompted` and `replied`; if the
 //! process dies there, the call is simply made again.
 
+pub mod input;
 pub mod lane;
 pub mod outbox;
 pub mod session;
