@@ -690,7 +690,8 @@ pub async fn current_content(
 /// history. Either way it is processed here and never starts a turn of its own.
 pub async fn take_reactions(
     state: &AppState,
-    integration: &wi::Model,
+    tenant_id: &str,
+    integration_id: &str,
     waiting: Vec<inbound::Model>,
 ) -> ApiResult<Vec<inbound::Model>> {
     let (reactions, rest): (Vec<_>, Vec<_>) =
@@ -699,11 +700,15 @@ pub async fn take_reactions(
         return Ok(rest);
     }
     let db = state.store().db();
-    let show = match &integration.bot_id {
-        Some(id) => state
-            .store()
-            .scope(&integration.tenant_id)
-            .find::<bot::Entity>(id)
+    let scope = state.store().scope(tenant_id);
+    let bot_id = scope
+        .find::<wi::Entity>(integration_id)
+        .await
+        .ok()
+        .and_then(|i| i.bot_id);
+    let show = match bot_id {
+        Some(id) => scope
+            .find::<bot::Entity>(&id)
             .await
             .is_ok_and(|b| b.show_reactions),
         None => false,

@@ -184,6 +184,12 @@ async fn claim(
             .limit(MAX_COALESCED)
             .all(db)
             .await?;
+        let found = waiting.len();
+        // Reactions are recorded, never answered on their own.
+        let waiting = input::take_reactions(state, tenant_id, integration_id, waiting).await?;
+        if waiting.is_empty() && found > 0 {
+            continue;
+        }
         let Some(newest) = waiting.last() else {
             return Ok(None);
         };
@@ -376,7 +382,9 @@ async fn prompt(
         finish(state, &t, "failed", Some("no readable message")).await?;
         return advance(db, t, "failed", None).await;
     }
-    let texts: Vec<String> = claimed.iter().map(|m| inbound_text(&m.payload)).collect();
+    // Downloads, transcription and document text: slow, so before the transaction.
+    let prepared = input::prepare_turn(state, integration, &claimed).await?;
+    let texts: Vec<String> = prepared.iter().map(|p| p.text.clone()).collect();
     let profile_name = claimed
         .last()
         .and_then(|m| serde_json::from_str::<Value>(&m.payload).ok())
@@ -398,7 +406,7 @@ async fn prompt(
     };
     let reset = texts.last().is_some_and(|last| is_reset(integration, last));
     let conversation = state.sessions().continue_or_start(&txn, &key).await?;
-    for (m, text) in claimed.iter().zip(&texts) {
+    for (m, p) in claimed.iter().zip(&prepared) {
         let backend = txn.get_database_backend();
         // The inbound id is unique among user messages, so a resumed turn stores each once.
         txn.execute_raw(sea_orm::Statement::from_sql_and_values(
@@ -413,8 +421,8 @@ async fn prompt(
                 new_id(prefix::MESSAGE).into(),
                 t.tenant_id.clone().into(),
                 conversation.id.clone().into(),
-                text.clone().into(),
-                json!({"type": m.kind}).into(),
+                p.text.clone().into(),
+                p.meta.clone().into(),
                 m.wamid.clone().into(),
                 m.id.clone().into(),
                 now.into(),
@@ -423,9 +431,14 @@ async fn prompt(
         ))
         .await?;
     }
+    input::link_files(&txn, &t.tenant_id, &conversation.id, &prepared).await?;
+    let canned = input::canned_reply(&prepared, integration.attachments);
     let next_state = if reset {
         state.sessions().end(&txn, &key).await?;
         store_parts(&txn, &t, &conversation.id, &[reset_confirmation()], None).await?;
+        "replied"
+    } else if let Some(text) = canned {
+        store_parts(&txn, &t, &conversation.id, &[text], None).await?;
         "replied"
     } else {
         "prompted"
@@ -639,12 +652,26 @@ async fn ask_model(
         .clone()
         .or(default_model)
         .ok_or_else(|| "neither the bot nor its provider names a model".to_owned())?;
-    let model: ModelSpec = model_string
+    let mut model: ModelSpec = model_string
         .parse()
         .map_err(|e: crate::llm::model::ModelError| e.to_string())?;
-    let messages = history(state, &t.tenant_id, conversation_id, &t.id, &model)
-        .await
-        .map_err(|e| format!("reading the conversation failed: {e:?}"))?;
+    let vision = input::vision(state, &bot).await;
+    let (messages, has_images) = history(
+        state,
+        &t.tenant_id,
+        conversation_id,
+        &t.id,
+        &model,
+        vision != input::Vision::None,
+    )
+    .await
+    .map_err(|e| format!("reading the conversation failed: {e:?}"))?;
+    // A turn with images goes to the provider's vision model when the bot's own cannot see.
+    if let (true, input::Vision::Model(name)) = (has_images, &vision)
+        && let Ok(v) = name.parse::<ModelSpec>()
+    {
+        model.name = v.name;
+    }
     let request = ChatRequest {
         model,
         system: bot.backstory.clone().filter(|b| !b.trim().is_empty()),
@@ -746,7 +773,8 @@ async fn history(
     conversation_id: &str,
     turn_id: &str,
     model: &ModelSpec,
-) -> ApiResult<Vec<ChatMessage>> {
+    images: bool,
+) -> ApiResult<(Vec<ChatMessage>, bool)> {
     let db = state.store().db();
     let rows = message::Entity::find()
         .filter(message::Column::TenantId.eq(tenant_id))
@@ -769,8 +797,19 @@ async fn history(
     let mut budget = state.settings().history_tokens as i64;
     let mut turn_now = Vec::new();
     let mut past = Vec::new();
+    let mut has_images = false;
     for m in rows {
         let is_current = m.inbound_id.as_ref().is_some_and(|i| current.contains(i));
+        if is_current {
+            has_images |= input::has_image(&m);
+            turn_now.push(ChatMessage {
+                role: Role::User,
+                content: input::current_content(state, &m, images).await?,
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+            });
+            continue;
+        }
         let msg = ChatMessage {
             role: if m.kind == "user" {
                 Role::User
@@ -781,10 +820,6 @@ async fn history(
             tool_calls: Vec::new(),
             tool_call_id: None,
         };
-        if is_current {
-            turn_now.push(msg);
-            continue;
-        }
         // About four characters a token: a budget, not an exact count.
         let cost = (m.text.chars().count() as i64 / 4).max(1);
         if budget - cost < 0 || past.len() >= max_messages {
@@ -796,7 +831,7 @@ async fn history(
     past.reverse();
     turn_now.reverse();
     past.extend(turn_now);
-    Ok(past)
+    Ok((past, has_images))
 }
 
 /// What the periodic sweep does for lanes: wakes contacts whose messages wait with nobody

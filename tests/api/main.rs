@@ -9,6 +9,7 @@ mod engine;
 mod errors;
 mod health;
 mod helpers;
+mod media;
 mod paging;
 mod process;
 mod providers;
