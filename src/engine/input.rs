@@ -94,18 +94,7 @@ pub async fn prepare(
             | MessageContent::Document(media)
             | MessageContent::Sticker(media),
             Some(kind),
-        ) => {
-            media_text(
-                state,
-                integration,
-                transcriber,
-                row,
-                kind,
-                media,
-                &mut meta,
-            )
-            .await?
-        }
+        ) => media_text(state, integration, transcriber, row, kind, media, &mut meta).await?,
         _ => structured_text(&msg),
     };
     let quoted = match msg.context.as_ref().and_then(|c| c.id.as_deref()) {
@@ -191,11 +180,7 @@ pub fn structured_text(msg: &Message) -> String {
             if !place.is_empty() {
                 let _ = write!(s, "{}, ", place.join(", "));
             }
-            let _ = write!(
-                s,
-                "latitude {}, longitude {}]",
-                l.latitude, l.longitude
-            );
+            let _ = write!(s, "latitude {}, longitude {}]", l.latitude, l.longitude);
             s
         }
         MessageContent::Contacts(cards) => {
@@ -499,10 +484,9 @@ async fn document(state: &AppState, f: &file::Model, caption: &str) -> ApiResult
     let (_, bytes) = crate::files::read(state, &f.tenant_id, &f.id).await?;
     let max = state.settings().media.document_text_chars;
     let mime = f.mime_type.clone();
-    let text =
-        tokio::task::spawn_blocking(move || crate::media::document_text(&mime, &bytes, max))
-            .await
-            .map_err(crate::error::ApiError::internal)?;
+    let text = tokio::task::spawn_blocking(move || crate::media::document_text(&mime, &bytes, max))
+        .await
+        .map_err(crate::error::ApiError::internal)?;
     Ok(match text {
         Some(d) => {
             let more = if d.truncated {
@@ -545,12 +529,8 @@ async fn transcriber(state: &AppState, tenant_id: &str, bot_id: &str) -> Option<
 
 fn provider_key(state: &AppState, row: &provider::Model) -> Option<SecretString> {
     let sealed = row.api_key.as_ref()?;
-    let context = crate::http::api::fields::secret_context(
-        &row.tenant_id,
-        "provider",
-        &row.id,
-        "api_key",
-    );
+    let context =
+        crate::http::api::fields::secret_context(&row.tenant_id, "provider", &row.id, "api_key");
     match state.vault().open(sealed, &context) {
         Ok(k) => Some(k),
         Err(e) => {
@@ -827,14 +807,21 @@ mod tests {
         let cases = [
             ("text", vec!["Body Text"]),
             ("button_quick_reply", vec!["\"title\"", "id: callback_data"]),
-            ("interactive_button_reply", vec!["tapped the button", "id: "]),
+            (
+                "interactive_button_reply",
+                vec!["tapped the button", "id: "],
+            ),
             (
                 "interactive_list_reply_description",
                 vec!["chose \"title\"", "id: callback_data", "description"],
             ),
             (
                 "interactive_nfm_reply",
-                vec!["filled in the form \"flow\"", "Comment Text", "delivery_rating"],
+                vec![
+                    "filled in the form \"flow\"",
+                    "Comment Text",
+                    "delivery_rating",
+                ],
             ),
             (
                 "location_named",
@@ -847,7 +834,11 @@ mod tests {
             ),
             (
                 "contacts",
-                vec!["Chandler Bing: +1 555-555-5555 (cell)", "Monica", "Rachel Green"],
+                vec![
+                    "Chandler Bing: +1 555-555-5555 (cell)",
+                    "Monica",
+                    "Rachel Green",
+                ],
             ),
             (
                 "order",

@@ -217,7 +217,10 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"hello");
         assert!(path.starts_with(dir.path().join("2c")));
         // Nothing is left behind in the temp folder.
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

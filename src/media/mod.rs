@@ -202,8 +202,7 @@ impl Transcriber {
         let plain = essence.split_once('/').is_some_and(|(a, b)| {
             let token = |p: &str| {
                 !p.is_empty()
-                    && p
-                        .bytes()
+                    && p.bytes()
                         .all(|c| c.is_ascii_alphanumeric() || b"-+.".contains(&c))
             };
             token(a) && token(b)

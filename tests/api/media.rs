@@ -60,14 +60,12 @@ async fn env(setup: Setup, configure: impl FnOnce(&mut parley::config::Settings)
     if setup.anthropic {
         Mock::given(method("POST"))
             .and(path("/v1/messages"))
-            .respond_with(
-                ResponseTemplate::new(200).set_body_json(json!({
-                    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-                    "content": [{"type": "text", "text": "seen"}],
-                    "stop_reason": "end_turn", "stop_sequence": null,
-                    "usage": {"input_tokens": 5, "output_tokens": 1}
-                })),
-            )
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                "content": [{"type": "text", "text": "seen"}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 5, "output_tokens": 1}
+            })))
             .mount(&llm)
             .await;
     } else {
@@ -291,7 +289,10 @@ async fn a_photo_reaches_a_vision_bot_as_an_image_and_is_stored_as_a_linked_file
     assert_eq!(f.mime_type, "image/jpeg");
     let m = user_message(&e.app, "wamid.photo.1").await;
     assert_eq!(f.message_id.as_deref(), Some(m.id.as_str()));
-    assert_eq!(f.conversation_id.as_deref(), Some(m.conversation_id.as_str()));
+    assert_eq!(
+        f.conversation_id.as_deref(),
+        Some(m.conversation_id.as_str())
+    );
     assert_eq!(m.meta["fileIds"], json!([f.id]));
     let on_disk = e
         .app
@@ -334,9 +335,11 @@ async fn a_photo_reaches_a_vision_bot_as_an_image_and_is_stored_as_a_linked_file
         .get(&format!("/api/v1/file/{}/download", f.id), &bob.token)
         .await;
     assert_eq!(res.status(), 404);
-    assert!(parley::files::read(&e.app.state, &bob.tenant_id, &f.id)
-        .await
-        .is_err());
+    assert!(
+        parley::files::read(&e.app.state, &bob.tenant_id, &f.id)
+            .await
+            .is_err()
+    );
     let (_, read) = parley::files::read(&e.app.state, &e.ana.tenant_id, &f.id)
         .await
         .unwrap();
@@ -412,12 +415,19 @@ async fn without_vision_the_providers_vision_model_answers_turns_with_images() {
     serve_media(&e.graph, "media-v", "image/jpeg", &photo()).await;
     let mut msg = fixture_message("image");
     msg["image"]["id"] = json!("media-v");
-    post_signed(&e.app, &e.integration, &webhook("wamid.v.1", "447700900003", msg)).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.v.1", "447700900003", msg),
+    )
+    .await;
     let calls = wait_for_llm_calls(&e, 1).await;
     assert_eq!(calls[0]["model"], "gpt-4o");
-    assert!(last_user_parts(&calls[0])
-        .iter()
-        .any(|p| p["type"] == "image_url"));
+    assert!(
+        last_user_parts(&calls[0])
+            .iter()
+            .any(|p| p["type"] == "image_url")
+    );
 }
 
 #[tokio::test]
@@ -434,7 +444,12 @@ async fn a_bot_that_cannot_see_is_told_an_image_arrived() {
     let mut msg = fixture_message("image");
     msg["image"]["id"] = json!("media-blind");
     msg["image"]["caption"] = json!("look");
-    post_signed(&e.app, &e.integration, &webhook("wamid.b.1", "447700900004", msg)).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.b.1", "447700900004", msg),
+    )
+    .await;
     let calls = wait_for_llm_calls(&e, 1).await;
     let parts = last_user_parts(&calls[0]);
     assert!(parts.iter().all(|p| p["type"] != "image_url"), "{parts:?}");
@@ -505,11 +520,20 @@ async fn a_voice_note_is_transcribed_and_the_transcript_is_the_users_text() {
     )
     .await;
     let audio = b"OggS fake opus payload".repeat(20);
-    serve_media(&e.graph, "1234567890987654321", "audio/ogg; codecs=opus", &audio).await;
+    serve_media(
+        &e.graph,
+        "1234567890987654321",
+        "audio/ogg; codecs=opus",
+        &audio,
+    )
+    .await;
     Mock::given(method("POST"))
         .and(path("/v1/audio/transcriptions"))
         .and(header("authorization", "Bearer sk-test"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"text": " Book a table for two at eight. "})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"text": " Book a table for two at eight. "})),
+        )
         .expect(1)
         .mount(&e.llm)
         .await;
@@ -600,16 +624,29 @@ async fn a_pdf_and_a_text_file_are_read_as_bounded_context() {
     serve_media(&e.graph, "media-txt", "text/plain", long.as_bytes()).await;
     let mut doc = fixture_message("document");
     doc["document"]["id"] = json!("media-pdf");
-    post_signed(&e.app, &e.integration, &webhook("wamid.doc.1", "447700900007", doc)).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.doc.1", "447700900007", doc),
+    )
+    .await;
     let calls = wait_for_llm_calls(&e, 1).await;
     let text = user_texts(&calls[0]).join("\n");
-    assert!(text.contains("Invoice 4711 total due 99 EUR by Friday"), "{text}");
+    assert!(
+        text.contains("Invoice 4711 total due 99 EUR by Friday"),
+        "{text}"
+    );
     assert!(text.contains("filename.pdf"), "{text}");
     assert!(text.contains("caption"), "{text}");
 
     let txt = json!({"timestamp": "1700000000", "type": "document",
         "document": {"id": "media-txt", "mime_type": "text/plain", "filename": "notes.txt"}});
-    post_signed(&e.app, &e.integration, &webhook("wamid.doc.2", "447700900007", txt)).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.doc.2", "447700900007", txt),
+    )
+    .await;
     let calls = wait_for_llm_calls(&e, 2).await;
     let last = last_user_parts(&calls[1])[0]["text"]
         .as_str()
@@ -630,10 +667,18 @@ async fn with_attachments_off_the_model_is_told_media_arrived_and_nothing_is_dow
     let e = env(Setup::default(), |_| {}).await;
     let mut msg = fixture_message("video");
     msg["video"]["caption"] = json!("my cat");
-    post_signed(&e.app, &e.integration, &webhook("wamid.off.1", "447700900008", msg)).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.off.1", "447700900008", msg),
+    )
+    .await;
     let calls = wait_for_llm_calls(&e, 1).await;
     let text = user_texts(&calls[0]).join("\n");
-    assert!(text.contains("sent a video, which you cannot see"), "{text}");
+    assert!(
+        text.contains("sent a video, which you cannot see"),
+        "{text}"
+    );
     assert!(text.contains("my cat"), "{text}");
     let media_calls = e
         .graph
@@ -660,15 +705,21 @@ async fn a_failed_download_still_answers_the_caption_and_logs_an_event() {
     .await;
     Mock::given(method("GET"))
         .and(path("/v23.0/media-gone"))
-        .respond_with(ResponseTemplate::new(400).set_body_string(fixture(
-            "graph/error_100_invalid_parameter.json",
-        )))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_string(fixture("graph/error_100_invalid_parameter.json")),
+        )
         .mount(&e.graph)
         .await;
     let mut msg = fixture_message("image");
     msg["image"]["id"] = json!("media-gone");
     msg["image"]["caption"] = json!("is this broken?");
-    post_signed(&e.app, &e.integration, &webhook("wamid.fail.1", "447700900009", msg)).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.fail.1", "447700900009", msg),
+    )
+    .await;
     let calls = wait_for_llm_calls(&e, 1).await;
     let text = user_texts(&calls[0]).join("\n");
     assert!(text.contains("is this broken?"), "{text}");
@@ -697,7 +748,10 @@ async fn a_failed_download_still_answers_the_caption_and_logs_an_event() {
 async fn structured_messages_reach_the_model_as_text_with_ids_and_titles() {
     let e = env(Setup::default(), |_| {}).await;
     let cases: Vec<(&str, Vec<&str>)> = vec![
-        ("interactive_button_reply", vec!["tapped the button", "(id: "]),
+        (
+            "interactive_button_reply",
+            vec!["tapped the button", "(id: "],
+        ),
         (
             "interactive_list_reply_description",
             vec!["chose \"title\" (id: callback_data)", "description"],
@@ -713,11 +767,20 @@ async fn structured_messages_reach_the_model_as_text_with_ids_and_titles() {
         ),
         (
             "contacts",
-            vec!["Chandler Bing", "+1 555-555-5555", "Monica", "+1 666-666-6666"],
+            vec![
+                "Chandler Bing",
+                "+1 555-555-5555",
+                "Monica",
+                "+1 666-666-6666",
+            ],
         ),
         (
             "order",
-            vec!["3 × HAMBURGER at 30 ILS", "2 × FRENCH_FRIES at 35 ILS", "total 180 ILS"],
+            vec![
+                "3 × HAMBURGER at 30 ILS",
+                "2 × FRENCH_FRIES at 35 ILS",
+                "total 180 ILS",
+            ],
         ),
     ];
     for (i, (name, wanted)) in cases.iter().enumerate() {
@@ -757,7 +820,12 @@ async fn a_reply_includes_the_quoted_message() {
     wait_for_llm_calls(&e, 1).await;
     let mut reply = fixture_message("text_reply_context");
     reply["context"]["id"] = json!("wamid.q.1");
-    post_signed(&e.app, &e.integration, &webhook("wamid.q.2", "447700900011", reply)).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.q.2", "447700900011", reply),
+    )
+    .await;
     let calls = wait_for_llm_calls(&e, 2).await;
     let text = last_user_parts(&calls[1])[0]["text"]
         .as_str()
@@ -797,13 +865,24 @@ async fn reaction_flow(show_reactions: bool) -> (Env, Vec<Value>) {
         |_| {},
     )
     .await;
-    let text = |body: &str| json!({"timestamp": "1700000000", "type": "text", "text": {"body": body}});
-    post_signed(&e.app, &e.integration, &webhook("wamid.r.1", "447700900012", text("hello"))).await;
+    let text =
+        |body: &str| json!({"timestamp": "1700000000", "type": "text", "text": {"body": body}});
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.r.1", "447700900012", text("hello")),
+    )
+    .await;
     wait_for_llm_calls(&e, 1).await;
     let target = first_bot_wamid(&e).await;
     let mut reaction = fixture_message("reaction");
     reaction["reaction"]["message_id"] = json!(target);
-    post_signed(&e.app, &e.integration, &webhook("wamid.r.2", "447700900012", reaction)).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.r.2", "447700900012", reaction),
+    )
+    .await;
     // Recorded against the bot's message, and no turn: no model call, no reply.
     eventually("the reaction to be recorded", || async {
         message::Entity::find()
@@ -817,7 +896,12 @@ async fn reaction_flow(show_reactions: bool) -> (Env, Vec<Value>) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(llm_requests(&e.llm).await.len(), 1);
     assert_eq!(sent_texts(&e.graph).await["447700900012"].len(), 1);
-    post_signed(&e.app, &e.integration, &webhook("wamid.r.3", "447700900012", text("thanks"))).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.r.3", "447700900012", text("thanks")),
+    )
+    .await;
     let calls = wait_for_llm_calls(&e, 2).await;
     (e, calls)
 }
@@ -842,7 +926,11 @@ async fn an_unsupported_message_gets_a_polite_reply_without_the_model() {
     post_signed(
         &e.app,
         &e.integration,
-        &webhook("wamid.u.1", "447700900013", fixture_message("unsupported_with_type")),
+        &webhook(
+            "wamid.u.1",
+            "447700900013",
+            fixture_message("unsupported_with_type"),
+        ),
     )
     .await;
     eventually("the reply", || async {
@@ -869,13 +957,69 @@ async fn media_size_and_type_limits() {
         ok: bool,
     }
     let cases = [
-        Case { name: "under the limit", declared: Some(100), body: 100, chunked: false, mime: "image/jpeg", limit: 1000, ok: true },
-        Case { name: "exactly the limit", declared: Some(1000), body: 1000, chunked: false, mime: "image/jpeg", limit: 1000, ok: true },
-        Case { name: "declared too large", declared: Some(5000), body: 100, chunked: false, mime: "image/jpeg", limit: 1000, ok: false },
-        Case { name: "content-length too large", declared: None, body: 1001, chunked: false, mime: "image/jpeg", limit: 1000, ok: false },
-        Case { name: "streamed past the limit", declared: None, body: 4000, chunked: true, mime: "image/jpeg", limit: 1000, ok: false },
-        Case { name: "streamed under the limit", declared: None, body: 900, chunked: true, mime: "image/jpeg", limit: 1000, ok: true },
-        Case { name: "type not allowed", declared: Some(10), body: 10, chunked: false, mime: "application/x-msdownload", limit: 1000, ok: false },
+        Case {
+            name: "under the limit",
+            declared: Some(100),
+            body: 100,
+            chunked: false,
+            mime: "image/jpeg",
+            limit: 1000,
+            ok: true,
+        },
+        Case {
+            name: "exactly the limit",
+            declared: Some(1000),
+            body: 1000,
+            chunked: false,
+            mime: "image/jpeg",
+            limit: 1000,
+            ok: true,
+        },
+        Case {
+            name: "declared too large",
+            declared: Some(5000),
+            body: 100,
+            chunked: false,
+            mime: "image/jpeg",
+            limit: 1000,
+            ok: false,
+        },
+        Case {
+            name: "content-length too large",
+            declared: None,
+            body: 1001,
+            chunked: false,
+            mime: "image/jpeg",
+            limit: 1000,
+            ok: false,
+        },
+        Case {
+            name: "streamed past the limit",
+            declared: None,
+            body: 4000,
+            chunked: true,
+            mime: "image/jpeg",
+            limit: 1000,
+            ok: false,
+        },
+        Case {
+            name: "streamed under the limit",
+            declared: None,
+            body: 900,
+            chunked: true,
+            mime: "image/jpeg",
+            limit: 1000,
+            ok: true,
+        },
+        Case {
+            name: "type not allowed",
+            declared: Some(10),
+            body: 10,
+            chunked: false,
+            mime: "application/x-msdownload",
+            limit: 1000,
+            ok: false,
+        },
     ];
     for case in cases {
         let graph = MockServer::start().await;
@@ -907,7 +1051,12 @@ async fn media_size_and_type_limits() {
         let types = vec!["image/*".to_owned()];
         let allowed = |m: &str| parley::media::type_allowed(&types, m);
         let got = client
-            .download_media("m", &secrecy::SecretString::from(TOKEN), case.limit, &allowed)
+            .download_media(
+                "m",
+                &secrecy::SecretString::from(TOKEN),
+                case.limit,
+                &allowed,
+            )
             .await;
         match (&got, case.ok) {
             (Ok(d), true) => assert_eq!(d.bytes.len(), case.body, "{}", case.name),
@@ -970,7 +1119,12 @@ async fn an_image_over_the_limit_is_refused_in_the_pipeline() {
         .await;
     let mut msg = fixture_message("image");
     msg["image"]["id"] = json!("big");
-    post_signed(&e.app, &e.integration, &webhook("wamid.big.1", "447700900014", msg)).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.big.1", "447700900014", msg),
+    )
+    .await;
     let calls = wait_for_llm_calls(&e, 1).await;
     let text = user_texts(&calls[0]).join("\n");
     assert!(text.contains("could not be downloaded"), "{text}");

@@ -66,6 +66,11 @@ impl From<file::Model> for File {
     }
 }
 
+/// A file's bytes (for the OpenAPI document: served raw, not as JSON).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct FileContent(#[allow(dead_code)] Vec<u8>);
+
 /// Lists files. Filter with `meta.KEY=VALUE`.
 #[utoipa::path(
     operation_id = "listFiles",
@@ -109,7 +114,7 @@ async fn fetch(auth: Auth, path: web::Path<String>) -> ApiResult<HttpResponse> {
     tag = "File",
     params(("fileId" = String, Path)),
     responses(
-        (status = 200, description = "The content", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The content, as the file's MIME type", content_type = "*/*", body = FileContent),
         (status = 204, description = "The file exists but its content is not stored"),
         (status = 404, body = ErrorBody)
     )
@@ -175,8 +180,7 @@ mod mime_type {
             let essence = s.split(';').next().unwrap_or_default().trim();
             let token = |p: &str| {
                 !p.is_empty()
-                    && p
-                        .bytes()
+                    && p.bytes()
                         .all(|c| c.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&c))
             };
             match essence.split_once('/') {
