@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbErr, Statement};
+use sea_orm::{DatabaseConnection, DbErr, Statement};
+
+use crate::store::write_one;
 
 use crate::store::sql;
 use crate::time::now_ms;
@@ -18,8 +20,8 @@ pub fn lane_id(integration_id: &str, wa_id: &str) -> String {
 }
 
 /// Takes the lane for `worker` if it is free (or already ours). Returns whether we hold it.
-pub async fn acquire<C: ConnectionTrait>(
-    conn: &C,
+pub async fn acquire(
+    conn: &DatabaseConnection,
     tenant_id: &str,
     integration_id: &str,
     wa_id: &str,
@@ -30,29 +32,27 @@ pub async fn acquire<C: ConnectionTrait>(
     let until = now + lease.as_millis() as i64;
     let id = lane_id(integration_id, wa_id);
     let backend = conn.get_database_backend();
-    // Create the lane on first use; a conflict means it exists already.
-    conn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        sql(
-            backend,
-            "INSERT INTO contact_lane (id, tenant_id, integration_id, wa_id, locked_by, locked_until) \
-             VALUES (?, ?, ?, ?, NULL, 0) ON CONFLICT (id) DO NOTHING",
-        ),
-        [id.clone().into(), tenant_id.into(), integration_id.into(), wa_id.into()],
-    ))
-    .await?;
-    let res = conn
-        .execute_raw(Statement::from_sql_and_values(
+    // One statement: create the lane on first use, or take it if its lease lapsed or is ours.
+    // Nothing changes (no row affected) when someone else holds it.
+    let res = write_one(
+            conn,
+            Statement::from_sql_and_values(
             backend,
             sql(
                 backend,
-                "UPDATE contact_lane SET locked_by = ?, locked_until = ? \
-                 WHERE id = ? AND (locked_until < ? OR locked_by = ?)",
+                "INSERT INTO contact_lane (id, tenant_id, integration_id, wa_id, locked_by, locked_until) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET locked_by = excluded.locked_by, \
+                 locked_until = excluded.locked_until \
+                 WHERE contact_lane.locked_until < ? OR contact_lane.locked_by = ?",
             ),
             [
+                id.into(),
+                tenant_id.into(),
+                integration_id.into(),
+                wa_id.into(),
                 worker.into(),
                 until.into(),
-                id.into(),
                 now.into(),
                 worker.into(),
             ],
@@ -62,31 +62,35 @@ pub async fn acquire<C: ConnectionTrait>(
 }
 
 /// Extends our lease. Returns false if we lost it (it lapsed and someone else took it).
-pub async fn renew<C: ConnectionTrait>(
-    conn: &C,
+pub async fn renew(
+    conn: &DatabaseConnection,
     lane: &str,
     worker: &str,
     lease: Duration,
 ) -> Result<bool, DbErr> {
     let until = now_ms() + lease.as_millis() as i64;
     let backend = conn.get_database_backend();
-    let res = conn
-        .execute_raw(Statement::from_sql_and_values(
+    let res = write_one(
+        conn,
+        Statement::from_sql_and_values(
             backend,
             sql(
                 backend,
                 "UPDATE contact_lane SET locked_until = ? WHERE id = ? AND locked_by = ?",
             ),
             [until.into(), lane.into(), worker.into()],
-        ))
-        .await?;
+        ),
+    )
+    .await?;
     Ok(res.rows_affected() == 1)
 }
 
 /// Gives the lane up.
-pub async fn release<C: ConnectionTrait>(conn: &C, lane: &str, worker: &str) -> Result<(), DbErr> {
+pub async fn release(conn: &DatabaseConnection, lane: &str, worker: &str) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
-    conn.execute_raw(Statement::from_sql_and_values(
+    write_one(
+            conn,
+            Statement::from_sql_and_values(
         backend,
         sql(
             backend,

@@ -78,7 +78,8 @@ fn write_blob(root: &Path, sha256: &str, bytes: &[u8]) -> anyhow::Result<()> {
     result.context("writing a file")
 }
 
-/// Stores `bytes` for the tenant and returns the new file row.
+/// Stores `bytes` for the tenant and returns the new file row. Takes a write transaction of
+/// its own: do not call it while holding one.
 pub async fn store(
     state: &AppState,
     tenant_id: &str,
@@ -110,9 +111,10 @@ pub async fn store(
         inbound_id: Set(link.inbound_id.map(str::to_owned)),
         created_at: Set(now),
         updated_at: Set(now),
-    }
-    .insert(state.store().db())
-    .await?;
+    };
+    let txn = crate::store::begin_write(state.store().db()).await?;
+    let model = model.insert(&txn).await?;
+    txn.commit().await?;
     Ok(model)
 }
 
@@ -178,7 +180,10 @@ pub async fn set_meta(state: &AppState, f: file::Model, meta: Value) -> ApiResul
     let mut am: file::ActiveModel = f.into();
     am.meta = Set(meta);
     am.updated_at = Set(now_ms());
-    Ok(am.update(state.store().db()).await?)
+    let txn = crate::store::begin_write(state.store().db()).await?;
+    let f = am.update(&txn).await?;
+    txn.commit().await?;
+    Ok(f)
 }
 
 /// A file name as a user's phone sent it, made safe to show and to put in a header: no
