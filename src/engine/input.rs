@@ -58,9 +58,11 @@ pub async fn prepare_turn(
     integration: &wi::Model,
     claimed: &[inbound::Model],
 ) -> ApiResult<Vec<Prepared>> {
-    let transcriber = match &integration.bot_id {
-        Some(bot_id) => transcriber(state, &integration.tenant_id, bot_id).await,
-        None => None,
+    // The provider is only read when there is audio to transcribe: most turns are text.
+    let audio = integration.attachments && claimed.iter().any(|m| m.kind == "audio");
+    let transcriber = match (&integration.bot_id, audio) {
+        (Some(bot_id), true) => transcriber(state, &integration.tenant_id, bot_id).await,
+        _ => None,
     };
     let mut out = Vec::with_capacity(claimed.len());
     for row in claimed {
