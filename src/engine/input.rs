@@ -348,7 +348,7 @@ async fn media_text(
     Ok(match kind {
         MediaKind::Image | MediaKind::Sticker => format!("[{noun}]{caption}"),
         MediaKind::Video => format!("[video, which you cannot watch]{caption}"),
-        MediaKind::Audio => match transcript(state, transcriber, f).await? {
+        MediaKind::Audio => match transcript(state, &integration.id, transcriber, f).await? {
             Some(t) => {
                 meta["transcript"] = json!(t);
                 format!("[{noun}, transcribed] {t}")
@@ -444,6 +444,7 @@ fn extension(mime: &str) -> &'static str {
 /// for it twice. `None` without a transcription model or when transcription fails (logged).
 async fn transcript(
     state: &AppState,
+    integration_id: &str,
     transcriber: Option<&Transcriber>,
     f: file::Model,
 ) -> ApiResult<Option<String>> {
@@ -472,6 +473,7 @@ async fn transcript(
                 Level::Warning,
                 format!("a voice message could not be transcribed: {e}"),
             )
+            .integration(integration_id)
             .data(json!({"fileId": f.id}))
             .record(state.store().db(), &tenant_id)
             .await?;

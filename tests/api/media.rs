@@ -1141,3 +1141,86 @@ impl Tap for Value {
         self
     }
 }
+
+#[tokio::test]
+async fn a_video_is_stored_and_the_model_is_told_it_cannot_watch_it() {
+    let e = env(
+        Setup {
+            attachments: true,
+            bot_vision: true,
+            ..Setup::default()
+        },
+        |_| {},
+    )
+    .await;
+    let clip = b"\x00\x00\x00\x18ftypmp42 not a real movie".to_vec();
+    serve_media(&e.graph, "media-clip", "video/mp4", &clip).await;
+    let mut msg = fixture_message("video");
+    msg["video"]["id"] = json!("media-clip");
+    msg["video"]["caption"] = json!("our new shop");
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.vid.1", "447700900015", msg),
+    )
+    .await;
+    let calls = wait_for_llm_calls(&e, 1).await;
+    let parts = last_user_parts(&calls[0]);
+    assert!(parts.iter().all(|p| p["type"] != "image_url"), "{parts:?}");
+    let text = user_texts(&calls[0]).join("\n");
+    assert!(
+        text.contains("[video, which you cannot watch] our new shop"),
+        "{text}"
+    );
+    let files = files_of(&e.app, &e.ana.tenant_id).await;
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].sha256, sha256(&clip));
+    assert_eq!(files[0].mime_type, "video/mp4");
+    let m = user_message(&e.app, "wamid.vid.1").await;
+    assert_eq!(files[0].message_id.as_deref(), Some(m.id.as_str()));
+}
+
+#[tokio::test]
+async fn a_failed_transcription_tells_the_model_and_logs_an_event() {
+    let e = env(
+        Setup {
+            attachments: true,
+            transcription_model: Some("whisper-1"),
+            ..Setup::default()
+        },
+        |_| {},
+    )
+    .await;
+    serve_media(&e.graph, "1234567890987654321", "audio/ogg", b"OggS...").await;
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/transcriptions"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&e.llm)
+        .await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.voice.2", "447700900016", fixture_message("voice")),
+    )
+    .await;
+    let calls = wait_for_llm_calls(&e, 1).await;
+    let text = user_texts(&calls[0]).join("\n");
+    assert!(
+        text.contains("voice message, which cannot be transcribed"),
+        "{text}"
+    );
+    let events = e
+        .app
+        .fetch_json("/api/v1/event/log/list?take=100", &e.ana.token)
+        .await;
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ev| ev["type"] == "bot.transcription.failed"),
+        "{events}"
+    );
+    // The audio is kept, so the transcript can be made later.
+    assert_eq!(files_of(&e.app, &e.ana.tenant_id).await.len(), 1);
+}
