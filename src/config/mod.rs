@@ -92,7 +92,8 @@ pub struct Settings {
     pub jwt_secret: Option<SecretString>,
     /// `PARLEY_JWT_TTL_SECS`: lifetime of a dashboard session token, in seconds. Default 43200.
     pub jwt_ttl: Duration,
-    /// `PARLEY_DATA_DIR`: folder for key files and local data. Default `data`.
+    /// `PARLEY_DATA_DIR`: folder for key files and local data (files users send live under
+    /// `files/`, see [`crate::files`]). Default `data`.
     pub data_dir: PathBuf,
     /// `PARLEY_SIGNUP`: `open` lets anyone create a tenant through `/api/v1/auth/signup`;
     /// `closed` leaves only `parley tenant create`. Default `open`.

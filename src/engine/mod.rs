@@ -11,6 +11,10 @@
 //! `started` (messages claimed) → `prompted` (user messages and session stored) → `replied`
 //! (reply parts stored) → `done`. The model is called between `prompted` and `replied`; if the
 //! process dies there, the call is simply made again.
+//!
+//! What a message becomes for the model (media downloaded and stored, voice transcribed,
+//! structured messages spelled out, reactions recorded instead of answered) is
+//! [`input`]'s business; the steps here only call it.
 
 pub mod input;
 pub mod lane;
