@@ -844,6 +844,7 @@ async fn first_bot_wamid(e: &Env) -> String {
         let sent = message::Entity::find()
             .filter(message::Column::Kind.eq("bot"))
             .filter(message::Column::Wamid.is_not_null())
+            .order_by_asc(message::Column::Id)
             .one(e.app.state.store().db())
             .await
             .unwrap()
@@ -908,9 +909,30 @@ async fn reaction_flow(show_reactions: bool) -> (Env, Vec<Value>) {
 
 #[tokio::test]
 async fn a_reaction_is_recorded_on_its_message_and_starts_no_turn() {
-    let (_e, calls) = reaction_flow(false).await;
+    let (e, calls) = reaction_flow(false).await;
     let all = user_texts(&calls[1]).join("\n");
     assert!(!all.contains("reacted"), "{all}");
+    // Taking the reaction back clears it, again without a turn.
+    let target = first_bot_wamid(&e).await;
+    let mut removed = fixture_message("reaction_removed_empty");
+    removed["reaction"]["message_id"] = json!(target);
+    post_signed(
+        &e.app,
+        &e.integration,
+        &webhook("wamid.r.4", "447700900012", removed),
+    )
+    .await;
+    eventually("the reaction to be cleared", || async {
+        message::Entity::find()
+            .filter(message::Column::Wamid.eq(target.as_str()))
+            .one(e.app.state.store().db())
+            .await
+            .unwrap()
+            .is_some_and(|m| m.meta.get("reaction").is_none())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(llm_requests(&e.llm).await.len(), 2);
 }
 
 #[tokio::test]

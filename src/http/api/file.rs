@@ -138,11 +138,37 @@ async fn download(
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, mime))
         .insert_header(("x-content-type-options", "nosniff"))
-        .insert_header(header::ContentDisposition {
-            disposition: header::DispositionType::Attachment,
-            parameters: vec![header::DispositionParam::Filename(name.to_owned())],
-        })
+        .insert_header(disposition(name))
         .body(bytes))
+}
+
+/// `attachment; filename=...`: the name as ASCII for every client, and in UTF-8 (RFC 6266's
+/// `filename*`) when it has other characters, as names from phones often do.
+fn disposition(name: &str) -> header::ContentDisposition {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut parameters = vec![header::DispositionParam::Filename(ascii)];
+    if !name.is_ascii() {
+        parameters.push(header::DispositionParam::FilenameExt(
+            header::ExtendedValue {
+                charset: header::Charset::Ext("UTF-8".to_owned()),
+                language_tag: None,
+                value: name.as_bytes().to_vec(),
+            },
+        ));
+    }
+    header::ContentDisposition {
+        disposition: header::DispositionType::Attachment,
+        parameters,
+    }
 }
 
 /// Lists the files users sent in a conversation.
@@ -188,5 +214,34 @@ mod mime_type {
                 _ => Err(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::TryIntoHeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn file_names_become_safe_headers() {
+        let v = disposition("report.pdf").try_into_value().unwrap();
+        assert_eq!(v.to_str().unwrap(), "attachment; filename=\"report.pdf\"");
+        let v = disposition("Ünïcode résumé.pdf").try_into_value().unwrap();
+        let s = v.to_str().unwrap();
+        assert!(s.contains("filename=\"_n_code r_sum_.pdf\""), "{s}");
+        assert!(
+            s.contains("filename*=UTF-8''%C3%9Cn%C3%AFcode%20r%C3%A9sum%C3%A9.pdf"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn only_plain_mime_types_are_served() {
+        let ok = |s: &str| s.parse::<mime_type::Checked>().ok().map(|m| m.0);
+        assert_eq!(ok("image/JPEG").as_deref(), Some("image/jpeg"));
+        assert_eq!(ok("audio/ogg; codecs=opus").as_deref(), Some("audio/ogg"));
+        assert_eq!(ok("text/html\r\nx: y"), None);
+        assert_eq!(ok("nonsense"), None);
     }
 }
