@@ -1246,3 +1246,40 @@ async fn a_failed_transcription_tells_the_model_and_logs_an_event() {
     // The audio is kept, so the transcript can be made later.
     assert_eq!(files_of(&e.app, &e.ana.tenant_id).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_url_that_stays_expired_is_asked_for_only_twice() {
+    let graph = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v23.0/stale"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"url": format!("{}/cdn/stale", graph.uri()), "mime_type": "image/jpeg", "id": "stale"}),
+        ))
+        .expect(2)
+        .mount(&graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/cdn/stale"))
+        .respond_with(ResponseTemplate::new(403))
+        .expect(2)
+        .mount(&graph)
+        .await;
+    let client = parley::channels::whatsapp::graph::GraphClient::new(
+        graph.uri().parse().unwrap(),
+        "v23.0".into(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let got = client
+        .download_media("stale", &secrecy::SecretString::from(TOKEN), 1000, &|_| {
+            true
+        })
+        .await;
+    assert!(
+        matches!(
+            got,
+            Err(parley::channels::whatsapp::graph::MediaError::Download(403))
+        ),
+        "{got:?}"
+    );
+}

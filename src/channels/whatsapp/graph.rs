@@ -281,10 +281,12 @@ impl GraphClient {
                     limit: max_bytes,
                 });
             }
+            // A document may be 100 MiB: the download gets longer than an API call.
             let res = self
                 .http
                 .get(&info.url)
                 .bearer_auth(token.expose_secret())
+                .timeout(self.timeout * 4)
                 .send()
                 .await
                 .map_err(|e| self.transport(&e))?;
