@@ -1283,3 +1283,65 @@ async fn a_url_that_stays_expired_is_asked_for_only_twice() {
         "{got:?}"
     );
 }
+
+/// A turn resumed after a crash prepares its messages again: the stored file (and its
+/// transcript) is reused, nothing is downloaded or transcribed twice.
+#[tokio::test]
+async fn preparing_a_message_again_reuses_its_file_and_transcript() {
+    use parley::store::entities::{inbound_message, whatsapp_integration};
+    let e = env(
+        Setup {
+            attachments: true,
+            transcription_model: Some("whisper-1"),
+            ..Setup::default()
+        },
+        |_| {},
+    )
+    .await;
+    serve_media(&e.graph, "media-once", "audio/ogg", b"OggS once").await;
+    Mock::given(method("POST"))
+        .and(path("/v1/audio/transcriptions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"text": "only once"})))
+        .expect(1)
+        .mount(&e.llm)
+        .await;
+    let integration = whatsapp_integration::Entity::find_by_id(e.integration.clone())
+        .one(e.app.state.store().db())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut voice = fixture_message("voice");
+    voice["audio"]["id"] = json!("media-once");
+    let row = inbound_message::Model {
+        id: "inb_resumed".into(),
+        tenant_id: e.ana.tenant_id.clone(),
+        integration_id: e.integration.clone(),
+        wamid: "wamid.resumed".into(),
+        wa_id: "447700900017".into(),
+        kind: "audio".into(),
+        payload: json!({"message": voice}).to_string(),
+        state: "queued".into(),
+        sent_at: 0,
+        received_at: 0,
+        updated_at: 0,
+        turn_id: None,
+    };
+    let first = parley::engine::input::prepare_turn(&e.app.state, &integration, &[row.clone()])
+        .await
+        .unwrap();
+    let again = parley::engine::input::prepare_turn(&e.app.state, &integration, &[row])
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert!(first[0].text.contains("only once"), "{:?}", first[0]);
+    let lookups = e
+        .graph
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v23.0/media-once")
+        .count();
+    assert_eq!(lookups, 1);
+    assert_eq!(files_of(&e.app, &e.ana.tenant_id).await.len(), 1);
+}
