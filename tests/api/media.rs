@@ -1326,9 +1326,10 @@ async fn preparing_a_message_again_reuses_its_file_and_transcript() {
         updated_at: 0,
         turn_id: None,
     };
-    let first = parley::engine::input::prepare_turn(&e.app.state, &integration, &[row.clone()])
-        .await
-        .unwrap();
+    let first =
+        parley::engine::input::prepare_turn(&e.app.state, &integration, std::slice::from_ref(&row))
+            .await
+            .unwrap();
     let again = parley::engine::input::prepare_turn(&e.app.state, &integration, &[row])
         .await
         .unwrap();
