@@ -82,7 +82,11 @@ pub async fn prepare(
     let Some(msg) = Message::from_value(payload["message"].clone()) else {
         return Ok(Prepared {
             inbound_id: row.id.clone(),
-            text: format!("[the user sent a {} message]", row.kind),
+            text: format!(
+                "[the user sent {} {} message]",
+                article(&row.kind),
+                row.kind
+            ),
             meta: json!({"type": row.kind}),
             unsupported: false,
         });
@@ -201,7 +205,11 @@ pub fn structured_text(msg: &Message) -> String {
             format!("[the user sent a kind of message WhatsApp cannot pass on{what}]")
         }
         // Media without its object (malformed), system notices, referrals, edits...
-        _ => format!("[the user sent a {} message]", msg.kind),
+        _ => format!(
+            "[the user sent {} {} message]",
+            article(&msg.kind),
+            msg.kind
+        ),
     }
 }
 
@@ -854,6 +862,7 @@ mod tests {
                 ],
             ),
             ("unsupported_with_type", vec!["cannot pass on (pool)"]),
+            ("message_edited", vec!["[the user sent an edit message]"]),
         ];
         for (name, wanted) in cases {
             let text = structured_text(&fixture_message(name));
