@@ -24,6 +24,7 @@ pub mod prefix {
     pub const STATUS: &str = "sts";
     pub const TURN: &str = "trn";
     pub const SANDBOX_MESSAGE: &str = "sbm";
+    pub const FILE: &str = "fil";
 }
 
 /// A new id with the given prefix.

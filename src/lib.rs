@@ -17,6 +17,8 @@
 //! - [`store`]: database connection (SQLite or PostgreSQL), migrations, entities and
 //!   [`store::TenantScope`], the single place where tenant data is filtered by tenant.
 //! - [`jobs`]: the apalis queue (in the same database) and its workers.
+//! - [`files`]: file bytes on local disk, content-addressed; [`media`]: inbound media limits,
+//!   document text and voice transcription.
 //! - [`crypto`]: AES-256-GCM for tenant secrets at rest; [`ids`]: prefixed, time-ordered ids.
 //! - [`sandbox`]: the built-in WhatsApp sandbox, where Parley plays Meta for the dashboard.
 //! - [`telemetry`]: tracing subscriber setup.
@@ -30,6 +32,7 @@ pub mod crypto;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod http;
 pub mod ids;
 pub mod ingest;
@@ -37,6 +40,7 @@ pub mod integrations;
 pub mod jobs;
 pub mod keys;
 pub mod llm;
+pub mod media;
 #[path = "../migrations/mod.rs"]
 pub mod migrations;
 pub mod rotate;

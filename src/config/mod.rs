@@ -54,6 +54,13 @@ struct Raw {
     apology_text: String,
     lane_lease_secs: u64,
     run_workers: bool,
+    media_image_max_bytes: u64,
+    media_audio_max_bytes: u64,
+    media_video_max_bytes: u64,
+    media_document_max_bytes: u64,
+    media_sticker_max_bytes: u64,
+    media_types: String,
+    document_text_chars: usize,
 }
 
 /// Validated settings. Each field names its environment variable.
@@ -86,7 +93,8 @@ pub struct Settings {
     pub jwt_secret: Option<SecretString>,
     /// `PARLEY_JWT_TTL_SECS`: lifetime of a dashboard session token, in seconds. Default 43200.
     pub jwt_ttl: Duration,
-    /// `PARLEY_DATA_DIR`: folder for key files and local data. Default `data`.
+    /// `PARLEY_DATA_DIR`: folder for key files and local data (files users send live under
+    /// `files/`, see [`crate::files`]). Default `data`.
     pub data_dir: PathBuf,
     /// `PARLEY_WEB_ADMIN_DIR`: the built dashboard (`web-admin/dist`, made by `make run` or
     /// `npm run build` in `web-admin/`), served at `/`. When it is missing, `/` shows a page
@@ -143,6 +151,30 @@ pub struct Settings {
     /// `PARLEY_RUN_WORKERS`: whether `serve` also runs the queue workers. Set it to false to
     /// split web and worker tiers (run `parley worker` elsewhere). Default true.
     pub run_workers: bool,
+    /// What media users may send in, and how much of a document the model reads.
+    pub media: MediaLimits,
+}
+
+/// Limits on inbound media. The defaults are WhatsApp's own limits, so nothing a user can send
+/// is refused by them; lower them to save disk and bandwidth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaLimits {
+    /// `PARLEY_MEDIA_IMAGE_MAX_BYTES`: largest image downloaded. Default 5 MiB.
+    pub image_max_bytes: u64,
+    /// `PARLEY_MEDIA_AUDIO_MAX_BYTES`: largest audio or voice note. Default 16 MiB.
+    pub audio_max_bytes: u64,
+    /// `PARLEY_MEDIA_VIDEO_MAX_BYTES`: largest video. Default 16 MiB.
+    pub video_max_bytes: u64,
+    /// `PARLEY_MEDIA_DOCUMENT_MAX_BYTES`: largest document. Default 100 MiB.
+    pub document_max_bytes: u64,
+    /// `PARLEY_MEDIA_STICKER_MAX_BYTES`: largest sticker. Default 512 KiB.
+    pub sticker_max_bytes: u64,
+    /// `PARLEY_MEDIA_TYPES`: MIME types downloaded, comma-separated; a trailing `*` matches any
+    /// rest (`audio/*`, `application/vnd.openxmlformats-officedocument.*`), `*` alone everything. Parameters (`audio/ogg; codecs=opus`) are ignored when matching.
+    pub types: Vec<String>,
+    /// `PARLEY_DOCUMENT_TEXT_CHARS`: at most this many characters of a document's text go to
+    /// the model. Default 20000.
+    pub document_text_chars: usize,
 }
 
 /// Who may create a tenant over HTTP.
@@ -334,6 +366,23 @@ impl Settings {
         if raw.worker_concurrency == 0 {
             return Err(invalid("worker_concurrency", "must be at least 1"));
         }
+        // A bound, so that one message cannot fill the disk or the memory of a worker.
+        const MEDIA_CEILING: u64 = 1 << 30;
+        for (key, v) in [
+            ("media_image_max_bytes", raw.media_image_max_bytes),
+            ("media_audio_max_bytes", raw.media_audio_max_bytes),
+            ("media_video_max_bytes", raw.media_video_max_bytes),
+            ("media_document_max_bytes", raw.media_document_max_bytes),
+            ("media_sticker_max_bytes", raw.media_sticker_max_bytes),
+        ] {
+            if v > MEDIA_CEILING {
+                return Err(invalid(key, "must be at most 1073741824 (1 GiB)"));
+            }
+        }
+        let media_types = parse_media_types(&raw.media_types)?;
+        if raw.document_text_chars > 1_000_000 {
+            return Err(invalid("document_text_chars", "must be at most 1000000"));
+        }
         Ok(Self {
             listen,
             database,
@@ -372,8 +421,45 @@ impl Settings {
             apology_text: raw.apology_text,
             lane_lease: Duration::from_secs(raw.lane_lease_secs),
             run_workers: raw.run_workers,
+            media: MediaLimits {
+                image_max_bytes: raw.media_image_max_bytes,
+                audio_max_bytes: raw.media_audio_max_bytes,
+                video_max_bytes: raw.media_video_max_bytes,
+                document_max_bytes: raw.media_document_max_bytes,
+                sticker_max_bytes: raw.media_sticker_max_bytes,
+                types: media_types,
+                document_text_chars: raw.document_text_chars,
+            },
         })
     }
+}
+
+/// `image/jpeg, audio/*` → lower-case entries; each is `*` or `type/subtype`, where the subtype
+/// may end in `*`.
+fn parse_media_types(raw: &str) -> Result<Vec<String>, ConfigError> {
+    let types: Vec<String> = raw
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for t in &types {
+        let ok = t == "*"
+            || t.split_once('/').is_some_and(|(a, b)| {
+                let token = |s: &str| {
+                    !s.is_empty()
+                        && s.bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&c))
+                };
+                token(a) && (b == "*" || token(b.strip_suffix('*').unwrap_or(b)))
+            });
+        if !ok {
+            return Err(invalid(
+                "media_types",
+                format!("{t:?} is not a MIME type such as image/jpeg or audio/*"),
+            ));
+        }
+    }
+    Ok(types)
 }
 
 fn parse_http_url(key: &str, raw: &str) -> Result<Url, ConfigError> {
@@ -485,6 +571,13 @@ mod tests {
             ),
             ("log_format", "xml", "PARLEY_LOG_FORMAT"),
             ("redis_url", "http://x", "PARLEY_REDIS_URL"),
+            ("media_types", "image/jpeg, nonsense", "PARLEY_MEDIA_TYPES"),
+            (
+                "media_image_max_bytes",
+                "99999999999",
+                "PARLEY_MEDIA_IMAGE_MAX_BYTES",
+            ),
+            ("document_text_chars", "-1", "PARLEY_DOCUMENT_TEXT_CHARS"),
         ];
         for (key, value, name) in cases {
             let err = load(&[(key, value)]).err().map(|e| e.to_string());

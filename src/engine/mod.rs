@@ -11,8 +11,13 @@
 //! `started` (messages claimed) → `prompted` (user messages and session stored) → `replied`
 //! (reply parts stored) → `done`. The model is called between `prompted` and `replied`; if the
 //! process dies there, the call is simply made again.
+//!
+//! What a message becomes for the model (media downloaded and stored, voice transcribed,
+//! structured messages spelled out, reactions recorded instead of answered) is
+//! [`input`]'s business; the steps here only call it.
 
 pub mod bot_cache;
+pub mod input;
 pub mod lane;
 pub mod outbox;
 pub mod session;
@@ -196,6 +201,12 @@ async fn claim(
             .limit(MAX_COALESCED)
             .all(db)
             .await?;
+        let found = waiting.len();
+        // Reactions are recorded, never answered on their own.
+        let waiting = input::take_reactions(state, tenant_id, integration_id, waiting).await?;
+        if waiting.is_empty() && found > 0 {
+            continue;
+        }
         let Some(newest) = waiting.last() else {
             return Ok(None);
         };
@@ -213,6 +224,11 @@ async fn claim(
     let integration = wi::Entity::find_by_id(integration_id.to_owned())
         .one(db)
         .await?;
+    // Downloads, transcription and document text are slow: before the write transaction.
+    let prepared = match &integration {
+        Some(i) => input::prepare_turn(state, i, &waiting).await?,
+        None => Vec::new(),
+    };
     let now = now_ms();
     let txn = crate::store::begin_write(db).await?;
     let t = turn::ActiveModel {
@@ -244,7 +260,7 @@ async fn claim(
     let newest_wamid = waiting.last().map(|m| m.wamid.clone()).unwrap_or_default();
     // Without the integration, run_turn finishes the turn unanswered.
     let t = match &integration {
-        Some(integration) => prompt_in(&txn, state, integration, t, waiting).await?,
+        Some(integration) => prompt_in(&txn, state, integration, t, waiting, prepared).await?,
         None => t,
     };
     txn.commit().await?;
@@ -256,28 +272,6 @@ async fn claim(
             integration,
         },
     )))
-}
-
-/// The text the model (and the transcript) gets for an inbound message.
-pub fn inbound_text(payload: &str) -> String {
-    let Ok(v) = serde_json::from_str::<Value>(payload) else {
-        return String::new();
-    };
-    let m = &v["message"];
-    let kind = m["type"].as_str().unwrap_or("unknown");
-    let text = match kind {
-        "text" => m["text"]["body"].as_str().map(str::to_owned),
-        "button" => m["button"]["text"].as_str().map(str::to_owned),
-        "interactive" => m["interactive"]["button_reply"]["title"]
-            .as_str()
-            .or_else(|| m["interactive"]["list_reply"]["title"].as_str())
-            .map(str::to_owned),
-        "image" | "video" | "document" => {
-            m[kind]["caption"].as_str().map(|c| format!("[{kind}] {c}"))
-        }
-        _ => None,
-    };
-    text.unwrap_or_else(|| format!("[the user sent a {kind} message]"))
 }
 
 async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) -> ApiResult<()> {
@@ -392,8 +386,9 @@ async fn prompt(
         .order_by_asc(inbound::Column::Id)
         .all(db)
         .await?;
+    let prepared = input::prepare_turn(state, integration, &claimed).await?;
     let txn = crate::store::begin_write(db).await?;
-    let t = prompt_in(&txn, state, integration, t, claimed).await?;
+    let t = prompt_in(&txn, state, integration, t, claimed, prepared).await?;
     txn.commit().await?;
     Ok(t)
 }
@@ -407,6 +402,7 @@ async fn prompt_in(
     integration: &wi::Model,
     t: turn::Model,
     claimed: Vec<inbound::Model>,
+    prepared: Vec<input::Prepared>,
 ) -> ApiResult<turn::Model> {
     // A stored message we cannot read (bad data) must not block the contact: it is parked as
     // failed and the turn goes on with the rest.
@@ -437,7 +433,12 @@ async fn prompt_in(
         finish_in(txn, &t, "failed", Some("no readable message")).await?;
         return advance(txn, t, "failed", None).await;
     }
-    let texts: Vec<String> = claimed.iter().map(|m| inbound_text(&m.payload)).collect();
+    // What prepare_turn made of each message still claimed (the unreadable ones are out).
+    let prepared: Vec<input::Prepared> = prepared
+        .into_iter()
+        .filter(|p| claimed.iter().any(|m| m.id == p.inbound_id))
+        .collect();
+    let texts: Vec<String> = prepared.iter().map(|p| p.text.clone()).collect();
     let profile_name = claimed
         .last()
         .and_then(|m| serde_json::from_str::<Value>(&m.payload).ok())
@@ -458,10 +459,15 @@ async fn prompt_in(
     };
     let reset = texts.last().is_some_and(|last| is_reset(integration, last));
     let conversation = state.sessions().continue_or_start(txn, &key).await?;
-    store_user_messages(txn, &t, &conversation.id, &claimed, &texts, now).await?;
+    store_user_messages(txn, &t, &conversation.id, &claimed, &prepared, now).await?;
+    input::link_files(txn, &t.tenant_id, &conversation.id, &prepared).await?;
+    let canned = input::canned_reply(&prepared, integration.attachments);
     let next_state = if reset {
         state.sessions().end(txn, &key).await?;
         store_parts(txn, &t, &conversation.id, &[reset_confirmation()], None).await?;
+        "replied"
+    } else if let Some(text) = canned {
+        store_parts(txn, &t, &conversation.id, &[text], None).await?;
         "replied"
     } else {
         "prompted"
@@ -476,18 +482,18 @@ async fn store_user_messages<C: ConnectionTrait>(
     t: &turn::Model,
     conversation_id: &str,
     claimed: &[inbound::Model],
-    texts: &[String],
+    prepared: &[input::Prepared],
     now: i64,
 ) -> ApiResult<()> {
     let backend = conn.get_database_backend();
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(claimed.len() * 9);
-    for (m, text) in claimed.iter().zip(texts) {
+    for (m, p) in claimed.iter().zip(prepared) {
         values.extend([
             new_id(prefix::MESSAGE).into(),
             t.tenant_id.clone().into(),
             conversation_id.into(),
-            text.clone().into(),
-            json!({"type": m.kind}).into(),
+            p.text.clone().into(),
+            p.meta.clone().into(),
             m.wamid.clone().into(),
             m.id.clone().into(),
             now.into(),
@@ -770,12 +776,26 @@ async fn ask_model(
         .clone()
         .or(default_model)
         .ok_or_else(|| "neither the bot nor its provider names a model".to_owned())?;
-    let model: ModelSpec = model_string
+    let mut model: ModelSpec = model_string
         .parse()
         .map_err(|e: crate::llm::model::ModelError| e.to_string())?;
-    let messages = history(state, &t.tenant_id, conversation_id, current, &model)
-        .await
-        .map_err(|e| format!("reading the conversation failed: {e:?}"))?;
+    let vision = input::vision(state, &bot).await;
+    let (messages, has_images) = history(
+        state,
+        &t.tenant_id,
+        conversation_id,
+        current,
+        &model,
+        vision != input::Vision::None,
+    )
+    .await
+    .map_err(|e| format!("reading the conversation failed: {e:?}"))?;
+    // A turn with images goes to the provider's vision model when the bot's own cannot see.
+    if let (true, input::Vision::Model(name)) = (has_images, &vision)
+        && let Ok(v) = name.parse::<ModelSpec>()
+    {
+        model.name = v.name;
+    }
     let request = ChatRequest {
         model,
         system: bot.backstory.clone().filter(|b| !b.trim().is_empty()),
@@ -876,7 +896,8 @@ async fn history(
     conversation_id: &str,
     current: &[String],
     model: &ModelSpec,
-) -> ApiResult<Vec<ChatMessage>> {
+    images: bool,
+) -> ApiResult<(Vec<ChatMessage>, bool)> {
     let db = state.store().db();
     let rows = message::Entity::find()
         .filter(message::Column::TenantId.eq(tenant_id))
@@ -892,8 +913,20 @@ async fn history(
     let mut budget = state.settings().history_tokens as i64;
     let mut turn_now = Vec::new();
     let mut past = Vec::new();
+    let mut has_images = false;
     for m in rows {
         let is_current = m.inbound_id.as_ref().is_some_and(|i| current.contains(i));
+        if is_current {
+            // The current turn's messages with their images (stored text for the rest).
+            has_images |= input::has_image(&m);
+            turn_now.push(ChatMessage {
+                role: Role::User,
+                content: input::current_content(state, &m, images).await?,
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+            });
+            continue;
+        }
         let msg = ChatMessage {
             role: if m.kind == "user" {
                 Role::User
@@ -904,10 +937,6 @@ async fn history(
             tool_calls: Vec::new(),
             tool_call_id: None,
         };
-        if is_current {
-            turn_now.push(msg);
-            continue;
-        }
         // About four characters a token: a budget, not an exact count.
         let cost = (m.text.chars().count() as i64 / 4).max(1);
         if budget - cost < 0 || past.len() >= max_messages {
@@ -919,7 +948,7 @@ async fn history(
     past.reverse();
     turn_now.reverse();
     past.extend(turn_now);
-    Ok(past)
+    Ok((past, has_images))
 }
 
 /// What the periodic sweep does for lanes: wakes contacts whose messages wait with nobody
@@ -963,26 +992,6 @@ pub async fn sweep(state: &AppState) -> ApiResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn inbound_text_reads_each_kind() {
-        let p = |m: Value| json!({"message": m}).to_string();
-        assert_eq!(
-            inbound_text(&p(json!({"type": "text", "text": {"body": "hi"}}))),
-            "hi"
-        );
-        assert_eq!(
-            inbound_text(&p(
-                json!({"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "b1", "title": "Yes"}}})
-            )),
-            "Yes"
-        );
-        assert_eq!(
-            inbound_text(&p(json!({"type": "sticker", "sticker": {}}))),
-            "[the user sent a sticker message]"
-        );
-        assert_eq!(inbound_text("not json"), "");
-    }
 
     #[test]
     fn user_hashes_hide_the_number_but_are_stable() {

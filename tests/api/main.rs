@@ -10,6 +10,7 @@ mod engine;
 mod errors;
 mod health;
 mod helpers;
+mod media;
 mod paging;
 mod process;
 mod providers;

@@ -34,6 +34,8 @@ async fn paging_through_250_records_under_concurrent_writes_has_no_duplicates_or
             privacy: Set(false),
             moderation: Set(false),
             visibility: Set("private".into()),
+            vision: Set(false),
+            show_reactions: Set(false),
             meta: Set(json!({})),
             created_at: Set(now),
             updated_at: Set(now),

@@ -130,7 +130,23 @@ async fn every_route_with_an_id_is_404_across_tenants() {
         .seed_conversation(&ana.tenant_id, &wa, "447700900123", 1)
         .await;
     let (token, _) = app.create_token(&ana, "t", None).await;
+    let file = parley::files::store(
+        &app.state,
+        &ana.tenant_id,
+        b"ana's photo",
+        "image/jpeg",
+        Some("photo.jpg"),
+        &parley::files::FileLink {
+            conversation_id: Some(&seeded.conversation_id),
+            message_id: Some(&seeded.message_id),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .id;
     let ids: HashMap<&str, String> = HashMap::from([
+        ("fileId", file),
         ("providerId", provider),
         ("botId", bot),
         ("whatsappIntegrationId", wa),
@@ -207,6 +223,7 @@ async fn every_route_with_an_id_is_404_across_tenants() {
         ),
         format!("/api/v1/contact/{}/fetch", ids["contactId"]),
         format!("/api/v1/provider/{}/fetch", ids["providerId"]),
+        format!("/api/v1/file/{}/download", ids["fileId"]),
     ] {
         assert_eq!(app.get(&path, &ana.token).await.status(), 200, "{path}");
     }

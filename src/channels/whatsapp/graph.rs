@@ -79,6 +79,50 @@ impl GraphError {
     }
 }
 
+/// Why a media item could not be downloaded.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// Meta refused to describe the media (unknown id, expired token...).
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error("the media is {size} bytes, over the limit of {limit}")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("media of type {0} is not accepted")]
+    TypeNotAllowed(String),
+    /// The download URL answered an error, even after asking Meta for a fresh one.
+    #[error("the media download failed with HTTP {0}")]
+    Download(u16),
+}
+
+/// What `GET /{media-id}` says about a media item. The URL lives for five minutes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MediaInfo {
+    pub url: String,
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Meta sends a number or, in some versions, a string.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub file_size: Option<u64>,
+}
+
+fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+/// A downloaded media item.
+#[derive(Debug, Clone)]
+pub struct MediaDownload {
+    pub bytes: Vec<u8>,
+    /// As Meta described it, else as the download answered.
+    pub mime_type: String,
+}
+
 #[derive(Deserialize)]
 struct ErrorEnvelope {
     error: MetaError,
@@ -206,6 +250,106 @@ impl GraphClient {
         Ok(())
     }
 
+    /// Describes a media item: where to download it, its type and size.
+    pub async fn media_info(
+        &self,
+        media_id: &str,
+        token: &SecretString,
+    ) -> Result<MediaInfo, GraphError> {
+        let req = self
+            .http
+            .get(self.url(&urlencode(media_id)))
+            .bearer_auth(token.expose_secret());
+        self.call(req).await
+    }
+
+    /// Downloads a media item: asks Meta for its URL, then fetches that with the token. The URL
+    /// expires after five minutes (a retried job can hold a stale one), so when the download
+    /// answers 4xx a fresh URL is asked for once. Bytes beyond `max_bytes` are never read:
+    /// the declared size and `Content-Length` are checked first, the stream as it arrives.
+    pub async fn download_media(
+        &self,
+        media_id: &str,
+        token: &SecretString,
+        max_bytes: u64,
+        type_allowed: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<MediaDownload, MediaError> {
+        let mut refreshed = false;
+        loop {
+            let info = self.media_info(media_id, token).await?;
+            if let Some(mime) = &info.mime_type
+                && !type_allowed(mime)
+            {
+                return Err(MediaError::TypeNotAllowed(mime.clone()));
+            }
+            if let Some(size) = info.file_size
+                && size > max_bytes
+            {
+                return Err(MediaError::TooLarge {
+                    size,
+                    limit: max_bytes,
+                });
+            }
+            // A document may be 100 MiB: the download gets longer than an API call.
+            let res = self
+                .http
+                .get(&info.url)
+                .bearer_auth(token.expose_secret())
+                .timeout(self.timeout * 4)
+                .send()
+                .await
+                .map_err(|e| self.transport(&e))?;
+            let status = res.status();
+            if status.is_client_error() && !refreshed {
+                refreshed = true;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(MediaError::Download(status.as_u16()));
+            }
+            let answered_type = res
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let mime_type = match (info.mime_type, answered_type) {
+                (Some(m), _) => m,
+                (None, Some(m)) if type_allowed(&m) => m,
+                (None, Some(m)) => return Err(MediaError::TypeNotAllowed(m)),
+                (None, None) => "application/octet-stream".to_owned(),
+            };
+            let bytes = self.read_bounded(res, max_bytes).await?;
+            return Ok(MediaDownload { bytes, mime_type });
+        }
+    }
+
+    async fn read_bounded(
+        &self,
+        mut res: reqwest::Response,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, MediaError> {
+        if let Some(len) = res.content_length()
+            && len > max_bytes
+        {
+            return Err(MediaError::TooLarge {
+                size: len,
+                limit: max_bytes,
+            });
+        }
+        let mut bytes = Vec::with_capacity(res.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) = res.chunk().await.map_err(|e| self.transport(&e))? {
+            let size = (bytes.len() + chunk.len()) as u64;
+            if size > max_bytes {
+                return Err(MediaError::TooLarge {
+                    size,
+                    limit: max_bytes,
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
@@ -274,6 +418,12 @@ mod tests {
             serde_json::from_str(&fixture("error_object_131047_reengagement.json")).unwrap();
         assert_eq!(e.code, 131047);
         let ok: SendResponse = serde_json::from_str(&fixture("send_message_success.json")).unwrap();
+        let media: MediaInfo = serde_json::from_str(&fixture("media_url_retrieve.json")).unwrap();
+        assert_eq!(media.file_size, Some(61901));
+        assert_eq!(media.mime_type.as_deref(), Some("image/jpeg"));
+        let media: MediaInfo =
+            serde_json::from_str(&fixture("media_url_retrieve_meta_docs.json")).unwrap();
+        assert_eq!(media.file_size, Some(303833));
         assert!(ok.messages[0].id.starts_with("wamid."));
     }
 }

@@ -429,7 +429,8 @@ impl Contact {
 
 impl Message {
     /// `None` when the element has no `id` string (counted in [`MessagesValue::skipped`]).
-    fn from_value(raw: Value) -> Option<Self> {
+    /// Public so that a stored message can be read back with the same rules.
+    pub fn from_value(raw: Value) -> Option<Self> {
         let id = raw.get("id")?.as_str()?.to_owned();
         let kind = raw.get("type").and_then(owned_str).unwrap_or_default();
         let content = MessageContent::from_message(&kind, &raw);

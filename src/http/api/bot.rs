@@ -75,6 +75,12 @@ pub struct BotCreateRequest {
     privacy: Option<bool>,
     moderation: Option<bool>,
     visibility: Option<Visibility>,
+    /// Parley: the bot's model takes images, so photos reach it as images. Without it, turns
+    /// with images go to the provider's `visionModel` when it has one. Default false.
+    vision: Option<bool>,
+    /// Parley: the model is shown the user's emoji reactions (in the history; a reaction alone
+    /// never gets a reply). Default false.
+    show_reactions: Option<bool>,
     #[schema(value_type = Option<Object>)]
     meta: Option<Map<String, Value>>,
 }
@@ -112,6 +118,8 @@ pub struct BotUpdateRequest {
     privacy: Option<bool>,
     moderation: Option<bool>,
     visibility: Option<Visibility>,
+    vision: Option<bool>,
+    show_reactions: Option<bool>,
     /// Merged into the stored object; a key set to `null` is removed.
     #[schema(value_type = Option<Object>)]
     meta: Option<Map<String, Value>>,
@@ -133,6 +141,10 @@ pub struct Bot {
     privacy: bool,
     moderation: bool,
     visibility: Visibility,
+    /// Parley: the bot's model takes images.
+    vision: bool,
+    /// Parley: the model is shown the user's reactions.
+    show_reactions: bool,
     #[schema(value_type = Object)]
     meta: Value,
     created_at: i64,
@@ -155,6 +167,8 @@ impl From<bot::Model> for Bot {
             blueprint_id: m.blueprint_id,
             privacy: m.privacy,
             moderation: m.moderation,
+            vision: m.vision,
+            show_reactions: m.show_reactions,
             meta: m.meta,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -237,6 +251,8 @@ async fn create(
         privacy: Set(body.privacy.unwrap_or(false)),
         moderation: Set(body.moderation.unwrap_or(false)),
         visibility: Set(body.visibility.unwrap_or_default().as_str().to_owned()),
+        vision: Set(body.vision.unwrap_or(false)),
+        show_reactions: Set(body.show_reactions.unwrap_or(false)),
         meta: Set(meta),
         created_at: Set(now),
         updated_at: Set(now),
@@ -342,6 +358,12 @@ async fn update(
     }
     if let Some(v) = body.visibility {
         am.visibility = Set(v.as_str().to_owned());
+    }
+    if let Some(v) = body.vision {
+        am.vision = Set(v);
+    }
+    if let Some(v) = body.show_reactions {
+        am.show_reactions = Set(v);
     }
     if let Some(m) = meta {
         am.meta = Set(m);

@@ -6,6 +6,7 @@ mod contact;
 mod conversation;
 mod event;
 pub mod fields;
+mod file;
 pub mod list;
 mod playground;
 pub mod provider;
@@ -32,5 +33,6 @@ pub(super) fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfi
         .configure(event::configure)
         .configure(sandbox::configure)
         .configure(usage::configure)
-        .configure(playground::configure);
+        .configure(playground::configure)
+        .configure(file::configure);
 }

@@ -21,6 +21,11 @@ pub struct Model {
     pub privacy: bool,
     pub moderation: bool,
     pub visibility: String,
+    /// The bot's model takes images. Without it, turns with images go to the provider's
+    /// `vision_model` when it has one, else the model is told an image arrived.
+    pub vision: bool,
+    /// The model is shown the user's reactions (as history; a reaction never starts a turn).
+    pub show_reactions: bool,
     pub meta: Json,
     pub created_at: i64,
     pub updated_at: i64,

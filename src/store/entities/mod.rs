@@ -8,6 +8,7 @@ pub mod contact;
 pub mod contact_lane;
 pub mod conversation;
 pub mod event_log;
+pub mod file;
 pub mod inbound_message;
 pub mod login_throttle;
 pub mod message;
