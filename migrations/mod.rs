@@ -11,6 +11,7 @@ mod m20261122_000001_create_tenancy;
 mod m20261122_000002_create_management;
 mod m20261122_000003_create_ingest;
 mod m20261122_000004_create_engine;
+mod m20261122_000006_add_turn_tool_rounds;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_management::Migration),
             Box::new(m20261122_000003_create_ingest::Migration),
             Box::new(m20261122_000004_create_engine::Migration),
+            Box::new(m20261122_000006_add_turn_tool_rounds::Migration),
         ]
     }
 }

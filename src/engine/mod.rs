@@ -208,6 +208,7 @@ async fn claim(
         conversation_id: Set(None),
         state: Set("started".to_owned()),
         error: Set(None),
+        tool_rounds: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -650,6 +651,7 @@ async fn ask_model(
         system: bot.backstory.clone().filter(|b| !b.trim().is_empty()),
         messages,
         tools: Vec::new(),
+        tool_choice: crate::llm::provider::ToolChoice::Auto,
         metadata: RequestMetadata {
             conversation_id: conversation_id.to_owned(),
             user_hash: user_hash(&t.tenant_id, &t.wa_id),
