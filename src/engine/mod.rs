@@ -15,6 +15,7 @@
 pub mod lane;
 pub mod outbox;
 pub mod session;
+pub mod tool_loop;
 pub mod tools;
 
 use std::sync::Arc;
