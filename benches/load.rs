@@ -262,46 +262,107 @@ async fn webhook_fixed_rate(name: String, client: reqwest::Client, url: String) 
 /// When each reply text reached the mock Graph API.
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
-/// Echoes the newest user message as the reply, as an OpenAI SSE stream, at once.
-struct InstantModel;
-
-impl wiremock::Respond for InstantModel {
-    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
-        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
-        let last = body["messages"]
-            .as_array()
-            .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or_default()
-            .to_owned();
-        let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": last}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 5}});
-        wiremock::ResponseTemplate::new(200)
-            .insert_header("content-type", "text/event-stream")
-            .set_body_string(format!("data: {chunk}\n\ndata: [DONE]\n\n"))
-    }
+/// The newest user message's text in a Chat Completions request.
+fn last_user_text(body: &serde_json::Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
-/// Accepts sends like Meta and notes when each text arrived.
-struct RecordingGraph(Arrivals);
-
-impl wiremock::Respond for RecordingGraph {
-    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
-        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
-        if let Some(text) = body["text"]["body"].as_str() {
-            let mut arrivals = self.0.lock().unwrap();
+/// An instant model (OpenAI SSE that echoes the newest user message) and a Graph API that
+/// accepts sends like Meta and notes when each text arrived, in one small actix server. They
+/// keep nothing but the arrival times, so they cost the run little CPU and memory.
+async fn start_mocks(arrivals: Arrivals) -> String {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let chat = |body: web::Bytes| async move {
+        let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": last_user_text(&req)}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5}});
+        HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .body(format!("data: {chunk}\n\ndata: [DONE]\n\n"))
+    };
+    let graph = move |arrivals: web::Data<Arrivals>, body: web::Bytes| async move {
+        let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if req["status"] == "read" {
+            return HttpResponse::Ok().json(serde_json::json!({"success": true}));
+        }
+        if let Some(text) = req["text"]["body"].as_str() {
+            let mut arrivals = arrivals.lock().unwrap();
             for part in text.split(" | ") {
                 arrivals.insert(part.to_owned(), Instant::now());
             }
         }
         let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "messaging_product": "whatsapp", "messages": [{"id": format!("wamid.out.{n}")}], "success": true
+        HttpResponse::Ok().json(serde_json::json!({
+            "messaging_product": "whatsapp", "messages": [{"id": format!("wamid.out.{n}")}]
         }))
-    }
+    };
+    let data = web::Data::new(arrivals);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/v1/chat/completions", web::post().to(chat))
+            .route("/{version}/{phone}/messages", web::post().to(graph))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let addr = server.addrs()[0];
+    tokio::spawn(server.run());
+    format!("http://{addr}")
 }
 
-async fn pg_database() -> (DatabaseUrl, String) {
+/// `parley serve` in a process of its own, so its memory can be measured alone. Returns the
+/// child and its port.
+fn spawn_server(
+    database_url: &str,
+    dir: &std::path::Path,
+    mocks: &str,
+) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let data = dir.join(format!("data-{}", uuid::Uuid::new_v4().simple()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .env_clear()
+        .envs([
+            ("PARLEY_DATABASE_URL", database_url),
+            ("PARLEY_LISTEN", "127.0.0.1:0"),
+            ("PARLEY_DATA_DIR", data.to_str().unwrap()),
+            ("PARLEY_LOG_FORMAT", "json"),
+            ("PARLEY_LOG_LEVEL", "warn,parley::cli=info"),
+            ("PARLEY_WHATSAPP_GRAPH_URL", mocks),
+            ("PARLEY_COALESCE_WINDOW_MS", "0"),
+            ("PARLEY_WORKER_CONCURRENCY", "32"),
+        ])
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("the server logs its port").unwrap();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && v["fields"]["message"] == "listening"
+        {
+            break v["fields"]["port"].as_u64().unwrap() as u16;
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("\"ERROR\"") {
+                eprintln!("server: {line}");
+            }
+        }
+    });
+    (child, port)
+}
+
+async fn pg_database() -> (String, String) {
     use sqlx::Connection;
     let admin = std::env::var("TEST_POSTGRES_URL").unwrap();
     let name = format!("parley_bench_{}", uuid::Uuid::new_v4().simple());
@@ -312,10 +373,7 @@ async fn pg_database() -> (DatabaseUrl, String) {
         .unwrap();
     let mut url = url::Url::parse(&admin).unwrap();
     url.set_path(&name);
-    (
-        DatabaseUrl::Postgres(SecretString::from(url.to_string())),
-        name,
-    )
+    (url.to_string(), name)
 }
 
 async fn drop_pg_database(name: &str) {
@@ -332,20 +390,18 @@ async fn drop_pg_database(name: &str) {
     }
 }
 
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_owned)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+/// Resident memory of a process now and at its peak (VmRSS, VmHWM), in MB.
+fn rss_mb(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn text_hook(wamid: &str, from: &str, text: &str) -> (Vec<u8>, String) {
@@ -378,26 +434,11 @@ async fn wait_answered(arrivals: &Arrivals, texts: &[String], limit: Duration) -
 
 /// The engine end to end with an instant model: turns per second at saturation, the latency
 /// Parley adds (webhook sent → reply at Graph) at 200 turns/s, and RSS with 10,000 sessions.
-async fn engine_bench(label: &str, db: DatabaseUrl, dir: &std::path::Path) {
+async fn engine_bench(label: &str, database_url: &str, dir: &std::path::Path) {
     let arrivals: Arrivals = Arc::new(Mutex::new(HashMap::new()));
-    let graph = wiremock::MockServer::start().await;
-    wiremock::Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(RecordingGraph(arrivals.clone()))
-        .mount(&graph)
-        .await;
-    let llm = wiremock::MockServer::start().await;
-    wiremock::Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(InstantModel)
-        .mount(&llm)
-        .await;
-    let graph_url = graph.uri();
-    let (base, _stop) = start_with(db, dir, |s| {
-        s.run_workers = true;
-        s.whatsapp_graph_url = graph_url.parse().unwrap();
-        s.coalesce_window = Duration::ZERO;
-        s.worker_concurrency = 32;
-    })
-    .await;
+    let mocks = start_mocks(arrivals.clone()).await;
+    let (mut server, port) = spawn_server(database_url, dir, &mocks);
+    let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -412,7 +453,7 @@ async fn engine_bench(label: &str, db: DatabaseUrl, dir: &std::path::Path) {
     };
     let provider: serde_json::Value = post(
         "/api/v1/provider/create",
-        serde_json::json!({"name": "m", "type": "openai", "baseUrl": format!("{}/v1", llm.uri())}),
+        serde_json::json!({"name": "m", "type": "openai", "baseUrl": format!("{mocks}/v1")}),
     )
     .await
     .unwrap()
@@ -523,11 +564,59 @@ async fn engine_bench(label: &str, db: DatabaseUrl, dir: &std::path::Path) {
         });
     }
     wait_answered(&arrivals, &texts, Duration::from_secs(600)).await;
+    let (rss, peak) = rss_mb(server.id());
     println!(
-        "{:<32} {:>9.1} MB RSS (whole bench process: server, load generator and mocks)",
+        "{:<32} {:>9.1} MB RSS, peak {:.1} MB (the server process alone)",
         format!("engine 10,000+ sessions [{label}]"),
-        rss_mb()
+        rss,
+        peak
     );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// The management API and webhook ingestion, with Parley in this process.
+async fn ingest_benches(
+    label: &str,
+    db: DatabaseUrl,
+    dir: &std::path::Path,
+    wanted: &dyn Fn(&str) -> bool,
+) {
+    let (base, _stop) = start(db, dir).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .unwrap();
+    let token = api_token(&client, &base).await;
+    if wanted("api") {
+        let url = format!("{base}/api/v1/auth/me");
+        saturate(
+            format!("api auth/me [{label}]"),
+            client.clone(),
+            url,
+            token.clone(),
+        )
+        .await
+        .print();
+    }
+    if wanted("webhook") {
+        let hook = webhook_integration(&client, &base, &token).await;
+        let url = format!("{base}/api/v1/integration/whatsapp/{hook}/callback");
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(WEBHOOK_CLIENTS * 4)
+            .build()
+            .unwrap();
+        webhook_saturation(
+            format!("webhook saturation [{label}]"),
+            client.clone(),
+            url.clone(),
+        )
+        .await
+        .print();
+        webhook_fixed_rate(format!("webhook {FIXED_RATE}/s [{label}]"), client, url)
+            .await
+            .print();
+    }
 }
 
 fn main() {
@@ -562,50 +651,29 @@ fn main() {
             "parley load benchmarks: {CLIENTS} clients, {} s per scenario, release build",
             DURATION.as_secs()
         );
+        // `PARLEY_BENCH=engine` (or `api`, `webhook`, comma-separated) runs only those.
+        let only = std::env::var("PARLEY_BENCH").unwrap_or_default();
+        let wanted = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
         for (label, db) in backends {
-            let (base, _stop) = start(db.clone(), dir.path()).await;
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(CLIENTS)
-                .build()
-                .unwrap();
-            let token = api_token(&client, &base).await;
-            let url = format!("{base}/api/v1/auth/me");
-            saturate(
-                format!("api auth/me [{label}]"),
-                client.clone(),
-                url,
-                token.clone(),
-            )
-            .await
-            .print();
-            let hook = webhook_integration(&client, &base, &token).await;
-            let url = format!("{base}/api/v1/integration/whatsapp/{hook}/callback");
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(WEBHOOK_CLIENTS * 4)
-                .build()
-                .unwrap();
-            webhook_saturation(
-                format!("webhook saturation [{label}]"),
-                client.clone(),
-                url.clone(),
-            )
-            .await
-            .print();
-            webhook_fixed_rate(format!("webhook {FIXED_RATE}/s [{label}]"), client, url)
-                .await
-                .print();
-            drop(_stop);
-            // A database of its own: the webhook runs above left tens of thousands of jobs queued.
-            let (engine_db, engine_pg) = match db {
-                DatabaseUrl::Sqlite(_) => (DatabaseUrl::Sqlite(dir.path().join("engine.db")), None),
-                DatabaseUrl::Postgres(_) => {
-                    let (url, name) = pg_database().await;
-                    (url, Some(name))
+            if wanted("api") || wanted("webhook") {
+                ingest_benches(label, db.clone(), dir.path(), &wanted).await;
+            }
+            if wanted("engine") {
+                // A database of its own: the webhook runs left tens of thousands of jobs queued.
+                let (engine_url, engine_pg) = match db {
+                    DatabaseUrl::Sqlite(_) => (
+                        format!("sqlite://{}", dir.path().join("engine.db").display()),
+                        None,
+                    ),
+                    DatabaseUrl::Postgres(_) => {
+                        let (url, name) = pg_database().await;
+                        (url, Some(name))
+                    }
+                };
+                engine_bench(label, &engine_url, dir.path()).await;
+                if let Some(name) = engine_pg {
+                    drop_pg_database(&name).await;
                 }
-            };
-            engine_bench(label, engine_db, dir.path()).await;
-            if let Some(name) = engine_pg {
-                drop_pg_database(&name).await;
             }
         }
         // Leave no benchmark database behind.

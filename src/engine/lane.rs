@@ -30,29 +30,26 @@ pub async fn acquire<C: ConnectionTrait>(
     let until = now + lease.as_millis() as i64;
     let id = lane_id(integration_id, wa_id);
     let backend = conn.get_database_backend();
-    // Create the lane on first use; a conflict means it exists already.
-    conn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        sql(
-            backend,
-            "INSERT INTO contact_lane (id, tenant_id, integration_id, wa_id, locked_by, locked_until) \
-             VALUES (?, ?, ?, ?, NULL, 0) ON CONFLICT (id) DO NOTHING",
-        ),
-        [id.clone().into(), tenant_id.into(), integration_id.into(), wa_id.into()],
-    ))
-    .await?;
+    // One statement: create the lane on first use, or take it if its lease lapsed or is ours.
+    // Nothing changes (no row affected) when someone else holds it.
     let res = conn
         .execute_raw(Statement::from_sql_and_values(
             backend,
             sql(
                 backend,
-                "UPDATE contact_lane SET locked_by = ?, locked_until = ? \
-                 WHERE id = ? AND (locked_until < ? OR locked_by = ?)",
+                "INSERT INTO contact_lane (id, tenant_id, integration_id, wa_id, locked_by, locked_until) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET locked_by = excluded.locked_by, \
+                 locked_until = excluded.locked_until \
+                 WHERE contact_lane.locked_until < ? OR contact_lane.locked_by = ?",
             ),
             [
+                id.into(),
+                tenant_id.into(),
+                integration_id.into(),
+                wa_id.into(),
                 worker.into(),
                 until.into(),
-                id.into(),
                 now.into(),
                 worker.into(),
             ],

@@ -57,16 +57,21 @@ const MAX_COALESCED: u64 = 20;
 
 /// Handles one inbound job: runs its contact's lane if it is free.
 pub async fn handle(state: &AppState, job: &InboundJob) -> ApiResult<()> {
-    let db = state.store().db();
-    let Some(row) = inbound::Entity::find_by_id(job.inbound_id.clone())
-        .filter(inbound::Column::TenantId.eq(job.tenant_id.as_str()))
-        .one(db)
-        .await?
-    else {
-        // The message is gone (tenant deleted, say): nothing to do, and nothing to retry.
-        return Ok(());
+    let wa_id = match &job.wa_id {
+        Some(wa_id) => wa_id.clone(),
+        None => {
+            let Some(row) = inbound::Entity::find_by_id(job.inbound_id.clone())
+                .filter(inbound::Column::TenantId.eq(job.tenant_id.as_str()))
+                .one(state.store().db())
+                .await?
+            else {
+                // The message is gone (tenant deleted, say): nothing to do, nothing to retry.
+                return Ok(());
+            };
+            row.wa_id
+        }
     };
-    run_lane(state, &row.tenant_id, &row.integration_id, &row.wa_id).await
+    run_lane(state, &job.tenant_id, &job.integration_id, &wa_id).await
 }
 
 /// Runs the contact's waiting turns while holding its lane.
@@ -137,6 +142,13 @@ async fn has_waiting(state: &AppState, integration_id: &str, wa_id: &str) -> Api
     Ok(queued.is_some())
 }
 
+/// What a turn claimed, kept in memory so the steps after the claim need not read it again.
+/// A turn resumed after a crash has none and reads what it needs.
+struct Claimed {
+    inbound_ids: Vec<String>,
+    newest_wamid: String,
+}
+
 async fn drain_lane(
     state: &AppState,
     tenant_id: &str,
@@ -144,34 +156,33 @@ async fn drain_lane(
     wa_id: &str,
 ) -> ApiResult<()> {
     let db = state.store().db();
-    loop {
-        // First finish a turn a dead worker left behind.
-        let unfinished = turn::Entity::find()
-            .filter(turn::Column::IntegrationId.eq(integration_id))
-            .filter(turn::Column::WaId.eq(wa_id))
-            .filter(turn::Column::State.is_in(["started", "prompted", "replied"]))
-            .order_by_asc(turn::Column::Id)
-            .one(db)
-            .await?;
-        let turn = match unfinished {
-            Some(t) => t,
-            None => match claim(state, tenant_id, integration_id, wa_id).await? {
-                Some(t) => t,
-                None => return Ok(()),
-            },
-        };
-        run_turn(state, turn).await?;
+    // First finish a turn a dead worker left behind. Only an earlier holder can have left one:
+    // a turn started under this lease is finished below before the next is claimed.
+    let unfinished = turn::Entity::find()
+        .filter(turn::Column::IntegrationId.eq(integration_id))
+        .filter(turn::Column::WaId.eq(wa_id))
+        .filter(turn::Column::State.is_in(["started", "prompted", "replied"]))
+        .order_by_asc(turn::Column::Id)
+        .one(db)
+        .await?;
+    if let Some(t) = unfinished {
+        run_turn(state, t, None).await?;
     }
+    while let Some((t, claimed)) = claim(state, tenant_id, integration_id, wa_id).await? {
+        run_turn(state, t, Some(claimed)).await?;
+    }
+    Ok(())
 }
 
 /// Claims the contact's waiting messages for a new turn, after letting a burst settle: messages
-/// that arrive within the coalescing window of each other are answered together.
+/// that arrive within the coalescing window of each other are answered together. The claim and
+/// the prompt step (session, contact, user messages) share one transaction.
 async fn claim(
     state: &AppState,
     tenant_id: &str,
     integration_id: &str,
     wa_id: &str,
-) -> ApiResult<Option<turn::Model>> {
+) -> ApiResult<Option<(turn::Model, Claimed)>> {
     let db = state.store().db();
     let window = state.settings().coalesce_window;
     let waited_since = tokio::time::Instant::now();
@@ -199,6 +210,9 @@ async fn claim(
         }
         tokio::time::sleep(window - quiet_for).await;
     };
+    let integration = wi::Entity::find_by_id(integration_id.to_owned())
+        .one(db)
+        .await?;
     let now = now_ms();
     let txn = crate::store::begin_write(db).await?;
     let t = turn::ActiveModel {
@@ -219,17 +233,29 @@ async fn claim(
     let claimed = inbound::Entity::update_many()
         .col_expr(inbound::Column::TurnId, Expr::value(t.id.clone()))
         .col_expr(inbound::Column::UpdatedAt, Expr::value(now))
-        .filter(inbound::Column::Id.is_in(ids))
+        .filter(inbound::Column::Id.is_in(ids.clone()))
         .filter(inbound::Column::TurnId.is_null())
         .exec(&txn)
         .await?;
-    if claimed.rows_affected == 0 {
-        // Someone else claimed them (we lost the lane meanwhile): no turn for us.
+    if claimed.rows_affected != ids.len() as u64 {
+        // Someone else claimed some of them (we lost the lane meanwhile): no turn for us.
         txn.rollback().await?;
         return Ok(None);
     }
+    let newest_wamid = waiting.last().map(|m| m.wamid.clone()).unwrap_or_default();
+    // Without the integration, run_turn finishes the turn unanswered.
+    let t = match &integration {
+        Some(integration) => prompt_in(&txn, state, integration, t, waiting).await?,
+        None => t,
+    };
     txn.commit().await?;
-    Ok(Some(t))
+    Ok(Some((
+        t,
+        Claimed {
+            inbound_ids: ids,
+            newest_wamid,
+        },
+    )))
 }
 
 /// The text the model (and the transcript) gets for an inbound message.
@@ -254,22 +280,28 @@ pub fn inbound_text(payload: &str) -> String {
     text.unwrap_or_else(|| format!("[the user sent a {kind} message]"))
 }
 
-async fn run_turn(state: &AppState, t: turn::Model) -> ApiResult<()> {
+async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) -> ApiResult<()> {
     let db = state.store().db();
     let Some(integration) = wi::Entity::find_by_id(t.integration_id.clone())
         .one(db)
         .await?
     else {
         // The integration was deleted: keep the messages, answer nothing.
-        return finish(state, &t, "done", Some("integration deleted")).await;
+        let txn = crate::store::begin_write(db).await?;
+        finish_in(&txn, &t, "done", Some("integration deleted")).await?;
+        txn.commit().await?;
+        return Ok(());
     };
     let t = match t.state.as_str() {
         "started" => prompt(state, &integration, t).await?,
         _ => t,
     };
-    let t = match t.state.as_str() {
-        "prompted" => reply(state, &integration, t).await?,
-        _ => t,
+    let (t, parts) = match t.state.as_str() {
+        "prompted" => {
+            let (t, parts) = reply(state, &integration, t, claimed.as_ref()).await?;
+            (t, Some(parts))
+        }
+        _ => (t, None),
     };
     if t.state == "replied" {
         let token = crate::integrations::whatsapp::access_token(state, &integration)?;
@@ -282,7 +314,7 @@ async fn run_turn(state: &AppState, t: turn::Model) -> ApiResult<()> {
                     token: &token,
                     wa_id: &t.wa_id,
                 };
-                outbox::send_turn(state, &dest, &t.id).await?;
+                outbox::send_turn(state, &dest, &t.id, parts).await?;
             }
             _ => {
                 Event::new(
@@ -295,21 +327,27 @@ async fn run_turn(state: &AppState, t: turn::Model) -> ApiResult<()> {
                 .await?;
             }
         }
-        finish(state, &t, "done", None).await?;
+        let txn = crate::store::begin_write(db).await?;
+        finish_in(&txn, &t, "done", None).await?;
+        txn.commit().await?;
     }
     Ok(())
 }
 
-async fn finish(state: &AppState, t: &turn::Model, to: &str, error: Option<&str>) -> ApiResult<()> {
-    let db = state.store().db();
+/// Ends a turn (`done` or `failed`) and marks its messages processed (or failed).
+async fn finish_in<C: ConnectionTrait>(
+    conn: &C,
+    t: &turn::Model,
+    to: &str,
+    error: Option<&str>,
+) -> ApiResult<()> {
     let now = now_ms();
-    let txn = crate::store::begin_write(db).await?;
     turn::Entity::update_many()
         .col_expr(turn::Column::State, Expr::value(to))
         .col_expr(turn::Column::Error, Expr::value(error.map(str::to_owned)))
         .col_expr(turn::Column::UpdatedAt, Expr::value(now))
         .filter(turn::Column::Id.eq(t.id.as_str()))
-        .exec(&txn)
+        .exec(conn)
         .await?;
     inbound::Entity::update_many()
         .col_expr(
@@ -322,9 +360,8 @@ async fn finish(state: &AppState, t: &turn::Model, to: &str, error: Option<&str>
         )
         .col_expr(inbound::Column::UpdatedAt, Expr::value(now))
         .filter(inbound::Column::TurnId.eq(t.id.as_str()))
-        .exec(&txn)
+        .exec(conn)
         .await?;
-    txn.commit().await?;
     Ok(())
 }
 
@@ -336,8 +373,8 @@ fn is_reset(integration: &wi::Model, text: &str) -> bool {
             .any(|c| c.to_lowercase() == text)
 }
 
-/// `started` → `prompted`: the session, the contact and the user messages, in one transaction.
-/// A reset command instead ends the session and stores the confirmation as the reply.
+/// `started` → `prompted` for a turn resumed after a crash between its claim and its prompt
+/// (turns claimed by this version are prompted in the claiming transaction).
 async fn prompt(
     state: &AppState,
     integration: &wi::Model,
@@ -349,6 +386,22 @@ async fn prompt(
         .order_by_asc(inbound::Column::Id)
         .all(db)
         .await?;
+    let txn = crate::store::begin_write(db).await?;
+    let t = prompt_in(&txn, state, integration, t, claimed).await?;
+    txn.commit().await?;
+    Ok(t)
+}
+
+/// `started` → `prompted`: the session, the contact and the user messages, inside the caller's
+/// transaction. A reset command instead ends the session and stores the confirmation as the
+/// reply (`replied`).
+async fn prompt_in(
+    txn: &sea_orm::DatabaseTransaction,
+    state: &AppState,
+    integration: &wi::Model,
+    t: turn::Model,
+    claimed: Vec<inbound::Model>,
+) -> ApiResult<turn::Model> {
     // A stored message we cannot read (bad data) must not block the contact: it is parked as
     // failed and the turn goes on with the rest.
     let (claimed, unreadable): (Vec<_>, Vec<_>) = claimed
@@ -362,7 +415,7 @@ async fn prompt(
             .col_expr(inbound::Column::TurnId, Expr::value(Option::<String>::None))
             .col_expr(inbound::Column::UpdatedAt, Expr::value(now))
             .filter(inbound::Column::Id.is_in(ids.clone()))
-            .exec(db)
+            .exec(txn)
             .await?;
         Event::new(
             "whatsapp.message.unreadable",
@@ -371,12 +424,12 @@ async fn prompt(
         )
         .integration(&t.integration_id)
         .data(json!({"inboundIds": ids}))
-        .record(db, &t.tenant_id)
+        .record(txn, &t.tenant_id)
         .await?;
     }
     if claimed.is_empty() {
-        finish(state, &t, "failed", Some("no readable message")).await?;
-        return advance(db, t, "failed", None).await;
+        finish_in(txn, &t, "failed", Some("no readable message")).await?;
+        return advance(txn, t, "failed", None).await;
     }
     let texts: Vec<String> = claimed.iter().map(|m| inbound_text(&m.payload)).collect();
     let profile_name = claimed
@@ -384,9 +437,8 @@ async fn prompt(
         .and_then(|m| serde_json::from_str::<Value>(&m.payload).ok())
         .and_then(|v| v["contact"]["name"].as_str().map(str::to_owned));
     let now = now_ms();
-    let txn = crate::store::begin_write(db).await?;
     let contact_id = if integration.contact_collection {
-        Some(upsert_contact(&txn, &t, profile_name.as_deref(), now).await?)
+        Some(upsert_contact(txn, &t, profile_name.as_deref(), now).await?)
     } else {
         None
     };
@@ -399,42 +451,54 @@ async fn prompt(
         session_ms: integration.session_duration,
     };
     let reset = texts.last().is_some_and(|last| is_reset(integration, last));
-    let conversation = state.sessions().continue_or_start(&txn, &key).await?;
-    for (m, text) in claimed.iter().zip(&texts) {
-        let backend = txn.get_database_backend();
-        // The inbound id is unique among user messages, so a resumed turn stores each once.
-        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            backend,
-            crate::store::sql(
-                backend,
-                "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, wamid, \
-                 inbound_id, created_at, updated_at) VALUES (?, ?, ?, 'user', ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (inbound_id) DO NOTHING",
-            ),
-            [
-                new_id(prefix::MESSAGE).into(),
-                t.tenant_id.clone().into(),
-                conversation.id.clone().into(),
-                text.clone().into(),
-                json!({"type": m.kind}).into(),
-                m.wamid.clone().into(),
-                m.id.clone().into(),
-                now.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-    }
+    let conversation = state.sessions().continue_or_start(txn, &key).await?;
+    store_user_messages(txn, &t, &conversation.id, &claimed, &texts, now).await?;
     let next_state = if reset {
-        state.sessions().end(&txn, &key).await?;
-        store_parts(&txn, &t, &conversation.id, &[reset_confirmation()], None).await?;
+        state.sessions().end(txn, &key).await?;
+        store_parts(txn, &t, &conversation.id, &[reset_confirmation()], None).await?;
         "replied"
     } else {
         "prompted"
     };
-    let t = advance(&txn, t, next_state, Some(conversation.id)).await?;
-    txn.commit().await?;
-    Ok(t)
+    advance(txn, t, next_state, Some(conversation.id)).await
+}
+
+/// The turn's user messages, in one statement. The inbound id is unique among user messages,
+/// so a resumed turn stores each once.
+async fn store_user_messages<C: ConnectionTrait>(
+    conn: &C,
+    t: &turn::Model,
+    conversation_id: &str,
+    claimed: &[inbound::Model],
+    texts: &[String],
+    now: i64,
+) -> ApiResult<()> {
+    let backend = conn.get_database_backend();
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(claimed.len() * 9);
+    for (m, text) in claimed.iter().zip(texts) {
+        values.extend([
+            new_id(prefix::MESSAGE).into(),
+            t.tenant_id.clone().into(),
+            conversation_id.into(),
+            text.clone().into(),
+            json!({"type": m.kind}).into(),
+            m.wamid.clone().into(),
+            m.id.clone().into(),
+            now.into(),
+            now.into(),
+        ]);
+    }
+    conn.execute_raw(crate::store::multi_row(
+        backend,
+        "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, wamid, \
+         inbound_id, created_at, updated_at) VALUES ",
+        "(?, ?, ?, 'user', ?, ?, ?, ?, ?, ?)",
+        claimed.len(),
+        " ON CONFLICT (inbound_id) DO NOTHING",
+        values,
+    ))
+    .await?;
+    Ok(())
 }
 
 fn reset_confirmation() -> String {
@@ -499,65 +563,112 @@ async fn advance<C: ConnectionTrait>(
     Ok(am.update(conn).await?)
 }
 
-/// Stores the reply parts of a turn, before any is sent (the outbox).
+/// Stores the reply parts of a turn, before any is sent (the outbox), and returns them.
 async fn store_parts<C: ConnectionTrait>(
     conn: &C,
     t: &turn::Model,
     conversation_id: &str,
     parts: &[String],
     usage: Option<(u32, u32)>,
-) -> ApiResult<()> {
+) -> ApiResult<Vec<message::Model>> {
     let now = now_ms();
+    let backend = conn.get_database_backend();
+    let mut stored = Vec::with_capacity(parts.len());
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(parts.len() * 11);
     for (i, text) in parts.iter().enumerate() {
-        let backend = conn.get_database_backend();
         let (input, output) = match (i, usage) {
             (0, Some((a, b))) => (Some(a as i32), Some(b as i32)),
             _ => (None, None),
         };
-        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            backend,
-            crate::store::sql(
-                backend,
-                "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, \
-                 delivery_status, turn_id, part, input_tokens, output_tokens, created_at, updated_at) \
-                 VALUES (?, ?, ?, 'bot', ?, ?, 'pending', ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (turn_id, part) DO NOTHING",
-            ),
-            [
-                new_id(prefix::MESSAGE).into(),
-                t.tenant_id.clone().into(),
-                conversation_id.into(),
-                text.clone().into(),
-                json!({}).into(),
-                t.id.clone().into(),
-                (i as i32).into(),
-                input.into(),
-                output.into(),
-                now.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
+        let m = message::Model {
+            id: new_id(prefix::MESSAGE),
+            tenant_id: t.tenant_id.clone(),
+            conversation_id: conversation_id.to_owned(),
+            kind: "bot".to_owned(),
+            text: text.clone(),
+            meta: json!({}),
+            wamid: None,
+            inbound_id: None,
+            turn_id: Some(t.id.clone()),
+            part: Some(i as i32),
+            delivery_status: Some("pending".to_owned()),
+            error_code: None,
+            error_title: None,
+            input_tokens: input,
+            output_tokens: output,
+            created_at: now,
+            updated_at: now,
+        };
+        values.extend([
+            m.id.clone().into(),
+            m.tenant_id.clone().into(),
+            m.conversation_id.clone().into(),
+            m.text.clone().into(),
+            m.meta.clone().into(),
+            m.turn_id.clone().into(),
+            m.part.into(),
+            input.into(),
+            output.into(),
+            now.into(),
+            now.into(),
+        ]);
+        stored.push(m);
     }
-    Ok(())
+    // (turn_id, part) is unique: a resumed turn stores its parts once.
+    conn.execute_raw(crate::store::multi_row(
+        backend,
+        "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, \
+         delivery_status, turn_id, part, input_tokens, output_tokens, created_at, updated_at) \
+         VALUES ",
+        "(?, ?, ?, 'bot', ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+        parts.len(),
+        " ON CONFLICT (turn_id, part) DO NOTHING",
+        values,
+    ))
+    .await?;
+    Ok(stored)
 }
 
-/// `prompted` → `replied`: asks the model and stores its answer as reply parts. If the model
-/// fails after its retries, the parts are one short apology and the failure is logged.
+/// `prompted` → `replied`: asks the model and stores its answer as reply parts, which it
+/// returns. If the model fails after its retries, the parts are one short apology and the
+/// failure is logged.
 async fn reply(
     state: &AppState,
     integration: &wi::Model,
     t: turn::Model,
-) -> ApiResult<turn::Model> {
+    claimed: Option<&Claimed>,
+) -> ApiResult<(turn::Model, Vec<message::Model>)> {
     let db = state.store().db();
     let conversation_id = t.conversation_id.clone().unwrap_or_default();
-    show_typing(state, integration, &t).await;
-    let answer = match integration.bot_id.as_deref() {
-        None => Err("no bot is linked to the integration".to_owned()),
-        Some(bot_id) => ask_model(state, integration, &t, bot_id, &conversation_id).await,
+    let current = match claimed {
+        Some(c) => c.inbound_ids.clone(),
+        None => {
+            inbound::Entity::find()
+                .filter(inbound::Column::TurnId.eq(t.id.as_str()))
+                .select_only()
+                .column(inbound::Column::Id)
+                .into_tuple()
+                .all(db)
+                .await?
+        }
     };
+    // "Typing…" and the model call run side by side: the indicator must not delay the answer.
+    let (_, answer) = tokio::join!(
+        show_typing(
+            state,
+            integration,
+            &t,
+            claimed.map(|c| c.newest_wamid.as_str())
+        ),
+        async {
+            match integration.bot_id.as_deref() {
+                None => Err("no bot is linked to the integration".to_owned()),
+                Some(bot_id) => ask_model(state, &t, bot_id, &conversation_id, &current).await,
+            }
+        }
+    );
     let txn = crate::store::begin_write(db).await?;
-    match answer {
+    let parts = match answer {
         Ok((text, usage)) => {
             let parts = split(&to_whatsapp(&text), WHATSAPP_TEXT_LIMIT);
             let parts = if parts.is_empty() {
@@ -565,7 +676,7 @@ async fn reply(
             } else {
                 parts
             };
-            store_parts(&txn, &t, &conversation_id, &parts, Some(usage)).await?;
+            store_parts(&txn, &t, &conversation_id, &parts, Some(usage)).await?
         }
         Err(why) => {
             Event::new(
@@ -585,30 +696,42 @@ async fn reply(
                 &[state.settings().apology_text.clone()],
                 None,
             )
-            .await?;
+            .await?
         }
-    }
+    };
     let t = advance(&txn, t, "replied", None).await?;
     txn.commit().await?;
-    Ok(t)
+    Ok((t, parts))
 }
 
 /// Marks the newest message of the turn read and shows "typing…". Best effort.
-async fn show_typing(state: &AppState, integration: &wi::Model, t: &turn::Model) {
+async fn show_typing(
+    state: &AppState,
+    integration: &wi::Model,
+    t: &turn::Model,
+    newest_wamid: Option<&str>,
+) {
     let Ok(Some(token)) = crate::integrations::whatsapp::access_token(state, integration) else {
         return;
     };
     let Some(phone) = &integration.phone_number_id else {
         return;
     };
-    let newest = inbound::Entity::find()
-        .filter(inbound::Column::TurnId.eq(t.id.as_str()))
-        .order_by_desc(inbound::Column::Id)
-        .one(state.store().db())
-        .await;
-    if let Ok(Some(m)) = newest
-        && let Err(e) = state.graph().mark_read(phone, &token, &m.wamid, true).await
-    {
+    let wamid = match newest_wamid {
+        Some(w) => w.to_owned(),
+        None => {
+            let newest = inbound::Entity::find()
+                .filter(inbound::Column::TurnId.eq(t.id.as_str()))
+                .order_by_desc(inbound::Column::Id)
+                .one(state.store().db())
+                .await;
+            match newest {
+                Ok(Some(m)) => m.wamid,
+                _ => return,
+            }
+        }
+    };
+    if let Err(e) = state.graph().mark_read(phone, &token, &wamid, true).await {
         tracing::debug!(error = %e, "marking read failed");
     }
 }
@@ -624,10 +747,10 @@ fn user_hash(tenant_id: &str, wa_id: &str) -> String {
 
 async fn ask_model(
     state: &AppState,
-    integration: &wi::Model,
     t: &turn::Model,
     bot_id: &str,
     conversation_id: &str,
+    current: &[String],
 ) -> Result<(String, (u32, u32)), String> {
     let scope = state.store().scope(&t.tenant_id);
     let bot = scope
@@ -644,7 +767,7 @@ async fn ask_model(
     let model: ModelSpec = model_string
         .parse()
         .map_err(|e: crate::llm::model::ModelError| e.to_string())?;
-    let messages = history(state, &t.tenant_id, conversation_id, &t.id, &model)
+    let messages = history(state, &t.tenant_id, conversation_id, current, &model)
         .await
         .map_err(|e| format!("reading the conversation failed: {e:?}"))?;
     let request = ChatRequest {
@@ -659,7 +782,6 @@ async fn ask_model(
         },
         stream: true,
     };
-    let _ = integration;
     let response = llm.chat(&request).await.map_err(|e| e.to_string())?;
     Ok((
         response.text,
@@ -747,7 +869,7 @@ async fn history(
     state: &AppState,
     tenant_id: &str,
     conversation_id: &str,
-    turn_id: &str,
+    current: &[String],
     model: &ModelSpec,
 ) -> ApiResult<Vec<ChatMessage>> {
     let db = state.store().db();
@@ -757,13 +879,6 @@ async fn history(
         .filter(message::Column::Kind.is_in(["user", "bot"]))
         .order_by_desc(message::Column::Id)
         .limit(500)
-        .all(db)
-        .await?;
-    let current: Vec<String> = inbound::Entity::find()
-        .filter(inbound::Column::TurnId.eq(turn_id))
-        .select_only()
-        .column(inbound::Column::Id)
-        .into_tuple()
         .all(db)
         .await?;
     let max_messages = model
@@ -830,6 +945,7 @@ pub async fn sweep(state: &AppState) -> ApiResult<usize> {
             tenant_id,
             integration_id,
             inbound_id: id.clone(),
+            wa_id: Some(wa_id),
         };
         // One wake-up per message per minute at most, whatever the number of replicas.
         let key = format!("sweep:{id}:{}", now_ms() / 60_000);

@@ -62,19 +62,26 @@ pub fn part_body(to: &str, part: &message::Model) -> serde_json::Value {
 pub const WHATSAPP_BODY: &str = "whatsapp";
 
 /// Sends the pending parts of `turn_id` in order. Stops at the first part that fails for good:
-/// what follows it would fail the same way or make no sense alone.
+/// what follows it would fail the same way or make no sense alone. `stored` are the parts just
+/// stored by this worker, when it has them; otherwise (a resumed turn) they are read.
 pub async fn send_turn(
     state: &AppState,
     dest: &Destination<'_>,
     turn_id: &str,
+    stored: Option<Vec<message::Model>>,
 ) -> Result<(), ApiError> {
     let db = state.store().db();
-    let parts = message::Entity::find()
-        .filter(message::Column::TenantId.eq(dest.tenant_id))
-        .filter(message::Column::TurnId.eq(turn_id))
-        .order_by_asc(message::Column::Part)
-        .all(db)
-        .await?;
+    let parts = match stored {
+        Some(parts) => parts,
+        None => {
+            message::Entity::find()
+                .filter(message::Column::TenantId.eq(dest.tenant_id))
+                .filter(message::Column::TurnId.eq(turn_id))
+                .order_by_asc(message::Column::Part)
+                .all(db)
+                .await?
+        }
+    };
     for part in parts {
         match part.delivery_status.as_deref() {
             Some("pending") => {}

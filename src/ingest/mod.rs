@@ -248,6 +248,7 @@ async fn write_group(
                     tenant_id: b.tenant_id.clone(),
                     integration_id: b.integration_id.clone(),
                     inbound_id: id.clone(),
+                    wa_id: Some(m.wa_id.clone()),
                 },
                 id.clone(),
             ));

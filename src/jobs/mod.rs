@@ -32,6 +32,10 @@ pub struct InboundJob {
     pub tenant_id: String,
     pub integration_id: String,
     pub inbound_id: String,
+    /// The contact, so the worker can go straight to its lane without reading the message
+    /// first. Absent in jobs queued by earlier versions; those read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
 }
 
 /// Enqueues a job inside the caller's transaction, so the job exists exactly when the data it

@@ -167,6 +167,7 @@ async fn jobs_enqueued_in_a_transaction_reach_an_apalis_worker() {
         tenant_id: "ten_1".into(),
         integration_id: "wai_1".into(),
         inbound_id: "inb_1".into(),
+        wa_id: Some("447700900123".into()),
     };
     let txn = store.db().begin().await.unwrap();
     enqueue_in(&txn, "probe", &job, "inb_1").await.unwrap();
