@@ -10,7 +10,9 @@
 //! where it stopped without answering twice:
 //! `started` (messages claimed) → `prompted` (user messages and session stored) → `replied`
 //! (reply parts stored) → `done`. The model is called between `prompted` and `replied`; if the
-//! process dies there, the call is simply made again.
+//! process dies there, the call is simply made again. When the model calls its WhatsApp tools,
+//! each tool round is stored (and its messages sent) within `prompted`, and a resumed turn
+//! continues after the last stored round ([`tool_loop`] explains why nothing is sent twice).
 
 pub mod lane;
 pub mod outbox;
@@ -455,7 +457,7 @@ async fn prompt_in(
     store_user_messages(txn, &t, &conversation.id, &claimed, &texts, now).await?;
     let next_state = if reset {
         state.sessions().end(txn, &key).await?;
-        store_parts(txn, &t, &conversation.id, &[reset_confirmation()], None).await?;
+        store_parts(txn, &t, &conversation.id, 0, &[reset_confirmation()], None).await?;
         "replied"
     } else {
         "prompted"
@@ -563,11 +565,13 @@ async fn advance<C: ConnectionTrait>(
     Ok(am.update(conn).await?)
 }
 
-/// Stores the reply parts of a turn, before any is sent (the outbox), and returns them.
+/// Stores the reply parts of a turn, numbered from `first` (after the parts its tool rounds
+/// sent), before any is sent (the outbox), and returns them.
 async fn store_parts<C: ConnectionTrait>(
     conn: &C,
     t: &turn::Model,
     conversation_id: &str,
+    first: i32,
     parts: &[String],
     usage: Option<(u32, u32)>,
 ) -> ApiResult<Vec<message::Model>> {
@@ -590,7 +594,7 @@ async fn store_parts<C: ConnectionTrait>(
             wamid: None,
             inbound_id: None,
             turn_id: Some(t.id.clone()),
-            part: Some(i as i32),
+            part: Some(first + i as i32),
             delivery_status: Some("pending".to_owned()),
             error_code: None,
             error_title: None,
@@ -652,31 +656,40 @@ async fn reply(
                 .await?
         }
     };
+    let newest_wamid = claimed.map(|c| c.newest_wamid.as_str());
     // "Typing…" and the model call run side by side: the indicator must not delay the answer.
     let (_, answer) = tokio::join!(
-        show_typing(
-            state,
-            integration,
-            &t,
-            claimed.map(|c| c.newest_wamid.as_str())
-        ),
+        show_typing(state, integration, &t, newest_wamid),
         async {
             match integration.bot_id.as_deref() {
-                None => Err("no bot is linked to the integration".to_owned()),
-                Some(bot_id) => ask_model(state, &t, bot_id, &conversation_id, &current).await,
+                None => Ok(Err("no bot is linked to the integration".to_owned())),
+                Some(bot_id) => {
+                    ask_model(state, integration, &t, bot_id, &current, newest_wamid).await
+                }
             }
         }
     );
+    let answer = answer?;
     let txn = crate::store::begin_write(db).await?;
     let parts = match answer {
-        Ok((text, usage)) => {
-            let parts = split(&to_whatsapp(&text), WHATSAPP_TEXT_LIMIT);
-            let parts = if parts.is_empty() {
+        Ok(end) => {
+            let parts = split(&to_whatsapp(&end.text), WHATSAPP_TEXT_LIMIT);
+            // An empty answer after tool messages needs no filler; with nothing else it does.
+            let parts = if parts.is_empty() && !end.said_something {
                 vec!["…".to_owned()]
             } else {
                 parts
             };
-            store_parts(&txn, &t, &conversation_id, &parts, Some(usage)).await?
+            let usage = (end.usage.input_tokens, end.usage.output_tokens);
+            store_parts(
+                &txn,
+                &t,
+                &conversation_id,
+                end.next_part,
+                &parts,
+                Some(usage),
+            )
+            .await?
         }
         Err(why) => {
             Event::new(
@@ -689,10 +702,17 @@ async fn reply(
             .conversation(&conversation_id)
             .record(&txn, &t.tenant_id)
             .await?;
+            // After tool rounds, the apology follows what they sent.
+            let first = if t.tool_rounds.is_some() {
+                tool_loop::next_part(&txn, &t.id).await?
+            } else {
+                0
+            };
             store_parts(
                 &txn,
                 &t,
                 &conversation_id,
+                first,
                 &[state.settings().apology_text.clone()],
                 None,
             )
@@ -745,13 +765,49 @@ fn user_hash(tenant_id: &str, wa_id: &str) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
+/// Asks the bot's model, through the tool loop. The inner error is why the model could not
+/// answer (the turn gets the apology); the outer one a storage failure (the turn is retried).
 async fn ask_model(
+    state: &AppState,
+    integration: &wi::Model,
+    t: &turn::Model,
+    bot_id: &str,
+    current: &[String],
+    newest_wamid: Option<&str>,
+) -> ApiResult<Result<tool_loop::Finish, String>> {
+    let request = match model_request(state, t, bot_id, current).await {
+        Ok(r) => r,
+        Err(why) => return Ok(Err(why)),
+    };
+    let (llm, request) = request;
+    let token = crate::integrations::whatsapp::access_token(state, integration)?;
+    let sender = match (&integration.phone_number_id, token) {
+        (Some(phone), Some(token)) => Some(tool_loop::Sender {
+            phone_number_id: phone.clone(),
+            token,
+        }),
+        _ => None,
+    };
+    tool_loop::run(
+        state,
+        t,
+        integration.contact_collection,
+        newest_wamid,
+        llm.as_ref(),
+        request,
+        sender.as_ref(),
+    )
+    .await
+}
+
+/// The bot's provider and the prompt: backstory, history and the turn's messages.
+async fn model_request(
     state: &AppState,
     t: &turn::Model,
     bot_id: &str,
-    conversation_id: &str,
     current: &[String],
-) -> Result<(String, (u32, u32)), String> {
+) -> Result<(Arc<dyn LlmProvider>, ChatRequest), String> {
+    let conversation_id = t.conversation_id.as_deref().unwrap_or_default();
     let scope = state.store().scope(&t.tenant_id);
     let bot = scope
         .find::<bot::Entity>(bot_id)
@@ -767,7 +823,7 @@ async fn ask_model(
     let model: ModelSpec = model_string
         .parse()
         .map_err(|e: crate::llm::model::ModelError| e.to_string())?;
-    let messages = history(state, &t.tenant_id, conversation_id, current, &model)
+    let messages = history(state, t, conversation_id, current, &model)
         .await
         .map_err(|e| format!("reading the conversation failed: {e:?}"))?;
     let request = ChatRequest {
@@ -782,11 +838,7 @@ async fn ask_model(
         },
         stream: true,
     };
-    let response = llm.chat(&request).await.map_err(|e| e.to_string())?;
-    Ok((
-        response.text,
-        (response.usage.input_tokens, response.usage.output_tokens),
-    ))
+    Ok((llm, request))
 }
 
 async fn resolve_provider(
@@ -867,11 +919,12 @@ async fn resolve_provider(
 /// messages (which are never dropped).
 async fn history(
     state: &AppState,
-    tenant_id: &str,
+    t: &turn::Model,
     conversation_id: &str,
     current: &[String],
     model: &ModelSpec,
 ) -> ApiResult<Vec<ChatMessage>> {
+    let tenant_id = t.tenant_id.as_str();
     let db = state.store().db();
     let rows = message::Entity::find()
         .filter(message::Column::TenantId.eq(tenant_id))
@@ -888,6 +941,10 @@ async fn history(
     let mut turn_now = Vec::new();
     let mut past = Vec::new();
     for m in rows {
+        // What this turn's tool rounds already sent is replayed by the tool loop, in place.
+        if m.turn_id.as_deref() == Some(t.id.as_str()) {
+            continue;
+        }
         let is_current = m.inbound_id.as_ref().is_some_and(|i| current.contains(i));
         let msg = ChatMessage {
             role: if m.kind == "user" {

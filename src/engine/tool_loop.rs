@@ -93,6 +93,8 @@ pub(super) struct Finish {
     pub usage: Usage,
     /// Whether earlier rounds stored parts; an empty final answer then needs no filler.
     pub said_something: bool,
+    /// The number the final answer's first part gets.
+    pub next_part: i32,
 }
 
 /// Where the turn's parts go, when the integration can send at all.
@@ -108,6 +110,7 @@ pub(super) async fn run(
     state: &AppState,
     t: &turn::Model,
     contact_collection: bool,
+    newest_wamid: Option<&str>,
     llm: &dyn LlmProvider,
     mut base: ChatRequest,
     sender: Option<&Sender>,
@@ -120,7 +123,10 @@ pub(super) async fn run(
         .as_deref()
         .and_then(|r| serde_json::from_str(r).ok())
         .unwrap_or_default();
-    let reply_to = newest_wamid(db, &t.id).await?;
+    let reply_to = match newest_wamid {
+        Some(w) => Some(w.to_owned()),
+        None => newest_wamid_of(db, &t.id).await?,
+    };
     let ctx = Context {
         contact_collection,
         reply_to: reply_to.as_deref(),
@@ -129,7 +135,9 @@ pub(super) async fn run(
         base.tools = tools::specs(&ctx);
     }
     // Parts of a stored round the last run did not get to send go before anything new.
-    flush(state, t, sender).await?;
+    if !rounds.is_empty() {
+        flush(state, t, sender).await?;
+    }
     let mut usage = Usage::default();
     loop {
         let mut req = base.clone();
@@ -150,9 +158,15 @@ pub(super) async fn run(
             .saturating_add(response.usage.output_tokens);
         // The last round ends the turn even if a server ignored `tool_choice: none`.
         if response.tool_calls.is_empty() || last {
+            let next_part = if rounds.is_empty() {
+                0
+            } else {
+                next_part(db, &t.id).await?
+            };
             return Ok(Ok(Finish {
                 text: response.text,
                 usage,
+                next_part,
                 said_something: rounds.iter().any(|r| {
                     !r.text.trim().is_empty()
                         || r.calls
@@ -324,7 +338,7 @@ async fn flush(state: &AppState, t: &turn::Model, sender: Option<&Sender>) -> Ap
         token: &s.token,
         wa_id: &t.wa_id,
     };
-    outbox::send_turn(state, &dest, &t.id).await
+    outbox::send_turn(state, &dest, &t.id, None).await
 }
 
 /// The stored rounds as the assistant's tool calls and their results, for the next prompt.
@@ -398,7 +412,7 @@ pub(super) async fn next_part<C: ConnectionTrait>(conn: &C, turn_id: &str) -> Ap
 }
 
 /// The wamid of the user's newest message in the turn (what `react` reacts to).
-async fn newest_wamid<C: ConnectionTrait>(conn: &C, turn_id: &str) -> ApiResult<Option<String>> {
+async fn newest_wamid_of<C: ConnectionTrait>(conn: &C, turn_id: &str) -> ApiResult<Option<String>> {
     Ok(inbound::Entity::find()
         .filter(inbound::Column::TurnId.eq(turn_id))
         .select_only()
