@@ -520,7 +520,9 @@ async fn upsert_contact<C: ConnectionTrait>(
         .one(conn)
         .await?;
     if let Some(c) = existing {
-        if name.is_some() && c.name.as_deref() != name {
+        let collected = c.meta.get(tools::NAME_SOURCE).and_then(Value::as_str)
+            == Some(tools::NAME_COLLECTED);
+        if name.is_some() && c.name.as_deref() != name && !collected {
             let id = c.id.clone();
             let mut am: contact::ActiveModel = c.into();
             am.name = Set(name.map(str::to_owned));

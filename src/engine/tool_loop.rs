@@ -136,7 +136,7 @@ pub(super) async fn run(
     }
     // Parts of a stored round the last run did not get to send go before anything new.
     if !rounds.is_empty() {
-        flush(state, t, sender).await?;
+        flush(state, t, sender, 0).await?;
     }
     let mut usage = Usage::default();
     loop {
@@ -184,8 +184,8 @@ pub(super) async fn run(
             response.order.clone()
         };
         let round = execute(state, t, &ctx, &response.tool_calls, &order, sender).await?;
-        store_round(state, t, &conversation_id, &mut rounds, round).await?;
-        flush(state, t, sender).await?;
+        let first = store_round(state, t, &conversation_id, &mut rounds, round).await?;
+        flush(state, t, sender, first).await?;
     }
 }
 
@@ -265,14 +265,15 @@ enum Item {
     Error(ToolError),
 }
 
-/// Commits a round: its parts, its contact fields and the round itself, together.
+/// Commits a round: its parts, its contact fields and the round itself, together. Returns the
+/// number of the round's first part.
 async fn store_round(
     state: &AppState,
     t: &turn::Model,
     conversation_id: &str,
     rounds: &mut Vec<Round>,
     pending: PendingRound,
-) -> ApiResult<()> {
+) -> ApiResult<i32> {
     let db = state.store().db();
     let txn = crate::store::begin_write(db).await?;
     let mut next = next_part(&txn, &t.id).await?;
@@ -323,14 +324,27 @@ async fn store_round(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    Ok(())
+    Ok(first)
 }
 
-/// Sends the turn's pending parts, in order, when the integration can send.
-async fn flush(state: &AppState, t: &turn::Model, sender: Option<&Sender>) -> ApiResult<()> {
+/// Sends the turn's pending parts from number `from` on, in order, when the integration can
+/// send. Earlier parts were flushed after their own round.
+async fn flush(
+    state: &AppState,
+    t: &turn::Model,
+    sender: Option<&Sender>,
+    from: i32,
+) -> ApiResult<()> {
     let Some(s) = sender else {
         return Ok(());
     };
+    let parts = message::Entity::find()
+        .filter(message::Column::TenantId.eq(t.tenant_id.as_str()))
+        .filter(message::Column::TurnId.eq(t.id.as_str()))
+        .filter(message::Column::Part.gte(from))
+        .order_by_asc(message::Column::Part)
+        .all(state.store().db())
+        .await?;
     let dest = Destination {
         tenant_id: &t.tenant_id,
         integration_id: &t.integration_id,
@@ -338,7 +352,7 @@ async fn flush(state: &AppState, t: &turn::Model, sender: Option<&Sender>) -> Ap
         token: &s.token,
         wa_id: &t.wa_id,
     };
-    outbox::send_turn(state, &dest, &t.id, None).await
+    outbox::send_turn(state, &dest, &t.id, Some(parts)).await
 }
 
 /// The stored rounds as the assistant's tool calls and their results, for the next prompt.

@@ -645,6 +645,11 @@ fn valid_email(e: &str) -> Option<String> {
     ok.then(|| format!("{local}@{}", domain.to_lowercase()))
 }
 
+/// The contact `meta` key that says where the contact's name came from; [`NAME_COLLECTED`]
+/// means the user told it, and the WhatsApp profile name no longer replaces it.
+pub const NAME_SOURCE: &str = "nameSource";
+pub const NAME_COLLECTED: &str = "collected";
+
 /// Saves `fields` on the turn's contact. The contact exists: the turn's prompt step created it,
 /// since `collect_contact` is only offered when the integration collects contacts.
 pub async fn save_contact<C: ConnectionTrait>(
@@ -678,7 +683,7 @@ pub async fn save_contact<C: ConnectionTrait>(
             update = update.col_expr(col, Expr::value(v.clone()));
         }
     }
-    if !fields.other.is_empty() {
+    if !fields.other.is_empty() || fields.name.is_some() {
         let mut meta = existing.meta.clone();
         if !meta.is_object() {
             meta = json!({});
@@ -686,6 +691,10 @@ pub async fn save_contact<C: ConnectionTrait>(
         if let Some(m) = meta.as_object_mut() {
             for (k, v) in &fields.other {
                 m.insert(k.clone(), v.clone());
+            }
+            if fields.name.is_some() {
+                // The name the user gave beats their WhatsApp profile name from now on.
+                m.insert(NAME_SOURCE.to_owned(), json!(NAME_COLLECTED));
             }
         }
         update = update.col_expr(contact::Column::Meta, Expr::value(meta));
@@ -703,7 +712,9 @@ pub struct StoredFile {
 
 /// SEAM: the lookup of a stored file by id. Parley's file store lands with the inbound media
 /// work (`crate::files::read`); until it is wired here, file ids are refused as a tool error the
-/// model can act on (it can send a URL instead).
+/// model can act on (it can send a URL instead). Wiring it is:
+/// `crate::files::read(state, tenant_id, file_id)` → on `NotFound`, a `ToolError` naming the
+/// id; otherwise `StoredFile { mime_type: f.mime_type, filename: f.name, bytes }`.
 async fn stored_file(
     _state: &AppState,
     _tenant_id: &str,

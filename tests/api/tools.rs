@@ -532,6 +532,35 @@ async fn collect_contact_saves_the_fields_with_anthropic() {
 }
 
 #[tokio::test]
+async fn a_collected_name_is_not_replaced_by_the_whatsapp_profile_name_later() {
+    let to = "447700950024";
+    let e = env("openai", |_| {}).await;
+    let steps = vec![step("", vec![("collect_contact", json!({"name": "Zoë Adler"}))])];
+    // The first turn (two model calls) collects the name; later turns only echo.
+    Mock::given(method("POST"))
+        .and(path(Wire::OpenAiJson.path()))
+        .respond_with(Scripted { wire: Wire::OpenAiJson, steps, final_text: "Noted." })
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&e.llm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(Wire::OpenAiJson.path()))
+        .respond_with(crate::engine::EchoOpenAi { prefix: String::new() })
+        .mount(&e.llm)
+        .await;
+    post_signed(&e.app, &e.integration, &text_webhook("wamid.in.n1", to, "I am Zoë Adler")).await;
+    eventually("the first answer", || async { sent_to(&e.graph, to).await.len() == 1 }).await;
+    // The webhook's profile name is "Zoë"; before collection it would replace the name.
+    post_signed(&e.app, &e.integration, &text_webhook("wamid.in.n2", to, "thanks")).await;
+    eventually("the second answer", || async { sent_to(&e.graph, to).await.len() == 2 }).await;
+    let contacts = e.app.fetch_json("/api/v1/contact/list", &e.ana.token).await;
+    let c = &contacts["items"][0];
+    assert_eq!(c["name"], "Zoë Adler", "{c}");
+    assert_eq!(c["meta"]["nameSource"], "collected");
+}
+
+#[tokio::test]
 async fn collect_contact_is_not_offered_when_contact_collection_is_off() {
     let e = scripted_env(Wire::OpenAiStream, vec![], "Hello.").await;
     e.app
@@ -598,7 +627,7 @@ async fn send_media_by_file_id_is_a_tool_error_until_files_are_wired() {
 }
 
 #[tokio::test]
-async fn a_part_meta_refuses_is_reported_to_the_model_and_the_turn_goes_on() {
+async fn a_message_meta_refuses_is_reported_to_the_model_and_the_turn_goes_on() {
     let steps = vec![step("", vec![("send_location", json!({"latitude": 1.5, "longitude": 2.5}))])];
     let e = scripted_env(Wire::OpenAiJson, steps, "Sorry, no map.").await;
     Mock::given(method("POST"))
