@@ -520,8 +520,8 @@ async fn upsert_contact<C: ConnectionTrait>(
         .one(conn)
         .await?;
     if let Some(c) = existing {
-        let collected = c.meta.get(tools::NAME_SOURCE).and_then(Value::as_str)
-            == Some(tools::NAME_COLLECTED);
+        let collected =
+            c.meta.get(tools::NAME_SOURCE).and_then(Value::as_str) == Some(tools::NAME_COLLECTED);
         if name.is_some() && c.name.as_deref() != name && !collected {
             let id = c.id.clone();
             let mut am: contact::ActiveModel = c.into();
@@ -660,17 +660,12 @@ async fn reply(
     };
     let newest_wamid = claimed.map(|c| c.newest_wamid.as_str());
     // "Typing…" and the model call run side by side: the indicator must not delay the answer.
-    let (_, answer) = tokio::join!(
-        show_typing(state, integration, &t, newest_wamid),
-        async {
-            match integration.bot_id.as_deref() {
-                None => Ok(Err("no bot is linked to the integration".to_owned())),
-                Some(bot_id) => {
-                    ask_model(state, integration, &t, bot_id, &current, newest_wamid).await
-                }
-            }
+    let (_, answer) = tokio::join!(show_typing(state, integration, &t, newest_wamid), async {
+        match integration.bot_id.as_deref() {
+            None => Ok(Err("no bot is linked to the integration".to_owned())),
+            Some(bot_id) => ask_model(state, integration, &t, bot_id, &current, newest_wamid).await,
         }
-    );
+    });
     let answer = answer?;
     let txn = crate::store::begin_write(db).await?;
     let parts = match answer {

@@ -404,7 +404,9 @@ async fn replay<C: ConnectionTrait>(
                     _ => "Queued; the user gets it in order.".to_owned(),
                 },
                 Outcome::Error { message } => format!("Error: {message}"),
-                Outcome::Saved { fields } => format!("Saved to the contact: {}.", fields.join(", ")),
+                Outcome::Saved { fields } => {
+                    format!("Saved to the contact: {}.", fields.join(", "))
+                }
             };
             out.push(ChatMessage::tool_result(c.id.clone(), result));
         }

@@ -333,7 +333,9 @@ fn send_buttons(args: &Args<'_>) -> Result<Action, ToolError> {
         let what = format!("buttons[{i}]");
         let item = Args::nested(item, &what)?;
         let title = cut(item.text("title")?, BUTTON_TITLE_MAX);
-        let id = item.id("id", BUTTON_ID_MAX)?.unwrap_or_else(|| title.clone());
+        let id = item
+            .id("id", BUTTON_ID_MAX)?
+            .unwrap_or_else(|| title.clone());
         if id.chars().count() > BUTTON_ID_MAX {
             return Err(ToolError::new(format!(
                 "{what}: the title is used as the id and is too long; give an id of at most {BUTTON_ID_MAX} characters"
@@ -380,7 +382,9 @@ fn send_list(args: &Args<'_>) -> Result<Action, ToolError> {
     for (i, item) in items.iter().enumerate() {
         let what = format!("sections[{i}]");
         let section = Args::nested(item, &what)?;
-        let title = section.opt_text("title")?.map(|t| cut(&t, SECTION_TITLE_MAX));
+        let title = section
+            .opt_text("title")?
+            .map(|t| cut(&t, SECTION_TITLE_MAX));
         if several && title.is_none() {
             return Err(ToolError::new(format!(
                 "{what}.title: with more than one section, every section needs a title"
@@ -454,7 +458,9 @@ fn send_location(args: &Args<'_>) -> Result<Action, ToolError> {
     let longitude = args.number("longitude", -180.0, 180.0)?;
     let mut location = json!({"latitude": latitude, "longitude": longitude});
     let name = args.opt_text("name")?.map(|n| cut(&n, LOCATION_TEXT_MAX));
-    let address = args.opt_text("address")?.map(|a| cut(&a, LOCATION_TEXT_MAX));
+    let address = args
+        .opt_text("address")?
+        .map(|a| cut(&a, LOCATION_TEXT_MAX));
     if let Some(n) = &name {
         location["name"] = json!(n);
     }
@@ -539,7 +545,10 @@ pub fn media_body(req: &MediaRequest, media: MediaRef<'_>) -> (Value, String) {
         content["filename"] = json!(f);
     }
     let kind = req.kind.as_str();
-    let label = req.filename.as_deref().map_or(String::new(), |f| format!(" {f}"));
+    let label = req
+        .filename
+        .as_deref()
+        .map_or(String::new(), |f| format!(" {f}"));
     let summary = match &req.caption {
         Some(c) => format!("[{kind}{label}] {c}"),
         None => format!("[{kind}{label}]"),
@@ -584,7 +593,9 @@ fn collect_contact(args: &Args<'_>) -> Result<Action, ToolError> {
     let email = match args.opt_text("email")? {
         None => None,
         Some(e) => Some(valid_email(e.trim()).ok_or_else(|| {
-            ToolError::new(format!("email: {e:?} is not an email address; ask the user again"))
+            ToolError::new(format!(
+                "email: {e:?} is not an email address; ask the user again"
+            ))
         })?),
     };
     let mut other = Map::new();
@@ -607,9 +618,7 @@ fn collect_contact(args: &Args<'_>) -> Result<Action, ToolError> {
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 _ => {
-                    return Err(ToolError::new(format!(
-                        "other.{key}: must be a string"
-                    )));
+                    return Err(ToolError::new(format!("other.{key}: must be a string")));
                 }
             };
             if !text.is_empty() {
@@ -746,9 +755,17 @@ pub async fn resolve_media(
                 .unwrap_or_else(|| "file".to_owned());
             let id = state
                 .graph()
-                .upload_media(phone_number_id, token, &file.mime_type, &filename, file.bytes)
+                .upload_media(
+                    phone_number_id,
+                    token,
+                    &file.mime_type,
+                    &filename,
+                    file.bytes,
+                )
                 .await
-                .map_err(|e| ToolError::new(format!("uploading the file to WhatsApp failed: {e}")))?;
+                .map_err(|e| {
+                    ToolError::new(format!("uploading the file to WhatsApp failed: {e}"))
+                })?;
             let mut req = req.clone();
             if req.kind == MediaKind::Document && req.filename.is_none() {
                 req.filename = Some(filename);
@@ -931,7 +948,11 @@ pub fn cut(text: &str, max: usize) -> String {
     let p = (budget / 2..=budget)
         .rev()
         .find(|&p| word_break(p) && !splits_span(p))
-        .or_else(|| (1..budget / 2).rev().find(|&p| word_break(p) && !splits_span(p)))
+        .or_else(|| {
+            (1..budget / 2)
+                .rev()
+                .find(|&p| word_break(p) && !splits_span(p))
+        })
         .or_else(|| (1..=budget).rev().find(|&p| !splits_span(p)))
         .unwrap_or(budget);
     // Drop the openers of spans the cut still splits (only when nothing better was found).
@@ -1115,12 +1136,27 @@ mod tests {
             (0..n).map(|i| json!({"title": format!("B{i}")})).collect()
         };
         let cases: Vec<(Value, &str)> = vec![
-            (json!({"body": "x", "buttons": b(0)}), "buttons: needs 1 to 3 items, not 0"),
-            (json!({"body": "x", "buttons": b(4)}), "buttons: needs 1 to 3 items, not 4"),
+            (
+                json!({"body": "x", "buttons": b(0)}),
+                "buttons: needs 1 to 3 items, not 0",
+            ),
+            (
+                json!({"body": "x", "buttons": b(4)}),
+                "buttons: needs 1 to 3 items, not 4",
+            ),
             (json!({"buttons": b(1)}), "body: is required"),
-            (json!({"body": "  ", "buttons": b(1)}), "body: must not be empty"),
-            (json!({"body": "x", "buttons": "yes"}), "buttons: must be an array"),
-            (json!({"body": "x", "buttons": [{"id": "a"}]}), "buttons[0].title: is required"),
+            (
+                json!({"body": "  ", "buttons": b(1)}),
+                "body: must not be empty",
+            ),
+            (
+                json!({"body": "x", "buttons": "yes"}),
+                "buttons: must be an array",
+            ),
+            (
+                json!({"body": "x", "buttons": [{"id": "a"}]}),
+                "buttons[0].title: is required",
+            ),
             (
                 json!({"body": "x", "buttons": [{"id": "i".repeat(257), "title": "A"}]}),
                 "buttons[0].id: at most 256 characters",
@@ -1186,7 +1222,10 @@ mod tests {
         };
         let section = |title: &str, n: usize| json!({"title": title, "rows": rows(n, title)});
         let cases: Vec<(Value, &str)> = vec![
-            (json!({"body": "x", "button": "b", "sections": []}), "sections: needs 1 to 10 items, not 0"),
+            (
+                json!({"body": "x", "button": "b", "sections": []}),
+                "sections: needs 1 to 10 items, not 0",
+            ),
             (
                 json!({"body": "x", "button": "b", "sections": (0..11).map(|i| section(&format!("s{i}"), 1)).collect::<Vec<_>>()}),
                 "sections: needs 1 to 10 items, not 11",
@@ -1211,7 +1250,10 @@ mod tests {
                 json!({"body": "x", "button": "b", "sections": [{"title": "a", "rows": rows(1, "x")}, {"title": "b", "rows": rows(1, "x")}]}),
                 "sections[1].rows[0]: row ids must be unique",
             ),
-            (json!({"body": "x", "sections": [{"rows": rows(1, "r")}]}), "button: is required"),
+            (
+                json!({"body": "x", "sections": [{"rows": rows(1, "r")}]}),
+                "button: is required",
+            ),
         ];
         for (args, want) in cases {
             let got = error(SEND_LIST, args.clone());
@@ -1226,20 +1268,33 @@ mod tests {
         let a = &got["interactive"]["action"];
         assert_eq!(a["button"], "Choose one of these");
         assert_eq!(a["sections"][0]["title"], "A section title that is…");
-        assert_eq!(a["sections"][0]["rows"][0]["title"], "A row title that is too…");
         assert_eq!(
-            a["sections"][0]["rows"][0]["description"].as_str().unwrap().chars().count(),
+            a["sections"][0]["rows"][0]["title"],
+            "A row title that is too…"
+        );
+        assert_eq!(
+            a["sections"][0]["rows"][0]["description"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
             72
         );
         // Ten rows over ten sections is the maximum, and allowed.
         let ten: Vec<Value> = (0..10).map(|i| section(&format!("s{i}"), 1)).collect();
-        body(SEND_LIST, json!({"body": "x", "button": "b", "sections": ten}));
+        body(
+            SEND_LIST,
+            json!({"body": "x", "button": "b", "sections": ten}),
+        );
     }
 
     #[test]
     fn location_request_location_and_reaction_bodies() {
         assert_eq!(
-            body(REQUEST_LOCATION, json!({"body": "Where should we deliver?"})),
+            body(
+                REQUEST_LOCATION,
+                json!({"body": "Where should we deliver?"})
+            ),
             json!({"messaging_product": "whatsapp", "recipient_type": "individual", "type": "interactive",
                 "interactive": {"type": "location_request_message", "body": {"text": "Where should we deliver?"},
                     "action": {"name": "send_location"}}})
@@ -1258,12 +1313,24 @@ mod tests {
                 "reaction": {"message_id": "wamid.IN", "emoji": "👍🏽"}})
         );
         for (args, want) in [
-            (json!({"latitude": 91, "longitude": 0}), "latitude: must be a number from -90 to 90"),
-            (json!({"latitude": 0, "longitude": -181}), "longitude: must be a number from -180 to 180"),
-            (json!({"latitude": "north", "longitude": 0}), "latitude: must be a number"),
+            (
+                json!({"latitude": 91, "longitude": 0}),
+                "latitude: must be a number from -90 to 90",
+            ),
+            (
+                json!({"latitude": 0, "longitude": -181}),
+                "longitude: must be a number from -180 to 180",
+            ),
+            (
+                json!({"latitude": "north", "longitude": 0}),
+                "latitude: must be a number",
+            ),
             (json!({"longitude": 0}), "latitude: is required"),
         ] {
-            assert!(error(SEND_LOCATION, args.clone()).starts_with(want), "{args}");
+            assert!(
+                error(SEND_LOCATION, args.clone()).starts_with(want),
+                "{args}"
+            );
         }
         for emoji in ["", "ok", "👍 👍", "🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉"] {
             assert!(run(REACT, json!({"emoji": emoji})).is_err(), "{emoji:?}");
@@ -1282,7 +1349,9 @@ mod tests {
             Ok(Action::Media(m)) => m,
             other => panic!("{other:?}"),
         };
-        let m = req(json!({"kind": "document", "url": "https://example.com/files/menu.pdf", "caption": "Our **menu**"}));
+        let m = req(
+            json!({"kind": "document", "url": "https://example.com/files/menu.pdf", "caption": "Our **menu**"}),
+        );
         assert_eq!(m.filename.as_deref(), Some("menu.pdf"));
         let (b, summary) = media_body(&m, MediaRef::Link("https://example.com/files/menu.pdf"));
         assert_eq!(
@@ -1297,11 +1366,23 @@ mod tests {
         let (b, _) = media_body(&m, MediaRef::Id("1234"));
         assert_eq!(b["image"]["id"], "1234");
         for (args, want) in [
-            (json!({"kind": "video", "url": "https://e.com/a.mp4"}), "kind: must be"),
+            (
+                json!({"kind": "video", "url": "https://e.com/a.mp4"}),
+                "kind: must be",
+            ),
             (json!({"kind": "image"}), "give url or file_id"),
-            (json!({"kind": "image", "url": "https://e.com/a.png", "file_id": "f"}), "give either"),
-            (json!({"kind": "image", "url": "ftp://e.com/a.png"}), "url: must be an http"),
-            (json!({"kind": "image", "url": "not a url"}), "url: \"not a url\" is not a URL"),
+            (
+                json!({"kind": "image", "url": "https://e.com/a.png", "file_id": "f"}),
+                "give either",
+            ),
+            (
+                json!({"kind": "image", "url": "ftp://e.com/a.png"}),
+                "url: must be an http",
+            ),
+            (
+                json!({"kind": "image", "url": "not a url"}),
+                "url: \"not a url\" is not a URL",
+            ),
         ] {
             assert!(error(SEND_MEDIA, args.clone()).starts_with(want), "{args}");
         }
@@ -1320,7 +1401,11 @@ mod tests {
             (MediaKind::Document, "application/x-msdownload", 10, false),
         ];
         for (kind, mime, size, ok) in cases {
-            assert_eq!(check_media(&kind, mime, size).is_ok(), ok, "{kind:?} {mime} {size}");
+            assert_eq!(
+                check_media(&kind, mime, size).is_ok(),
+                ok,
+                "{kind:?} {mime} {size}"
+            );
         }
     }
 
@@ -1344,13 +1429,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         for (args, want) in [
-            (json!({"email": "not-an-email"}), "email: \"not-an-email\" is not"),
+            (
+                json!({"email": "not-an-email"}),
+                "email: \"not-an-email\" is not",
+            ),
             (json!({"email": "a b@c.de"}), "email:"),
             (json!({}), "nothing to save"),
             (json!({"other": {"x": [1]}}), "other.x: must be a string"),
             (json!({"name": 5}), "name: must be a string"),
         ] {
-            assert!(error(COLLECT_CONTACT, args.clone()).starts_with(want), "{args}");
+            assert!(
+                error(COLLECT_CONTACT, args.clone()).starts_with(want),
+                "{args}"
+            );
         }
         let off = Context {
             contact_collection: false,

@@ -19,8 +19,9 @@ use tracing::Instrument as _;
 use super::provider::{
     AttemptError, BODY_LIMIT, CONVERSATION_HEADER, ChatMessage, ChatRequest, ChatResponse,
     ContentPart, FinishReason, LlmError, LlmProvider, ProviderConfig, ProviderKind, RetryPolicy,
-    Role, Segment, ToolCall, ToolChoice, Usage, VendorError, call_span, conversation_header, f32_json, is_json,
-    log_outcome, parse_arguments, parse_json, read_body, send, stream_error, with_retries,
+    Role, Segment, ToolCall, ToolChoice, Usage, VendorError, call_span, conversation_header,
+    f32_json, is_json, log_outcome, parse_arguments, parse_json, read_body, send, stream_error,
+    with_retries,
 };
 use super::sse::{Flow, for_each_event};
 
@@ -826,7 +827,12 @@ mod tests {
 
     #[tokio::test]
     async fn interleaved_text_and_tool_use_keep_their_order_both_ways() {
-        let ev = |data: Value| format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap());
+        let ev = |data: Value| {
+            format!(
+                "event: {}\ndata: {data}\n\n",
+                data["type"].as_str().unwrap()
+            )
+        };
         let blocks = [
             json!({"type": "text", "text": "Let me look."}),
             json!({"type": "tool_use", "id": "toolu_a", "name": "report_progress", "input": {"text": "…"}}),
@@ -841,23 +847,33 @@ mod tests {
             Segment::Text("Pick one:".into()),
             Segment::Call(1),
         ];
-        let r = chat_once(ResponseTemplate::new(200).set_body_json(message.clone()), false).await;
+        let r = chat_once(
+            ResponseTemplate::new(200).set_body_json(message.clone()),
+            false,
+        )
+        .await;
         assert_eq!(r.order, want);
         assert_eq!(r.text, "Let me look.Pick one:");
-        let mut sse = ev(json!({"type": "message_start", "message": {"model": "claude", "usage": {"input_tokens": 5}}}));
+        let mut sse = ev(
+            json!({"type": "message_start", "message": {"model": "claude", "usage": {"input_tokens": 5}}}),
+        );
         for (i, b) in blocks.iter().enumerate() {
             let start = if b["type"] == "text" {
                 json!({"type": "text", "text": ""})
             } else {
                 json!({"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}})
             };
-            sse.push_str(&ev(json!({"type": "content_block_start", "index": i, "content_block": start})));
+            sse.push_str(&ev(
+                json!({"type": "content_block_start", "index": i, "content_block": start}),
+            ));
             let delta = if b["type"] == "text" {
                 json!({"type": "text_delta", "text": b["text"]})
             } else {
                 json!({"type": "input_json_delta", "partial_json": b["input"].to_string()})
             };
-            sse.push_str(&ev(json!({"type": "content_block_delta", "index": i, "delta": delta})));
+            sse.push_str(&ev(
+                json!({"type": "content_block_delta", "index": i, "delta": delta}),
+            ));
             sse.push_str(&ev(json!({"type": "content_block_stop", "index": i})));
         }
         sse.push_str(&ev(json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}})));

@@ -18,9 +18,9 @@ use tracing::Instrument as _;
 use super::provider::{
     AttemptError, BODY_LIMIT, CONVERSATION_HEADER, ChatMessage, ChatRequest, ChatResponse,
     ContentPart, FinishReason, LlmError, LlmProvider, ProviderConfig, ProviderKind, RetryPolicy,
-    Role, Segment, ToolCall, ToolChoice, Usage, VendorError, call_span, conversation_header, f32_json, is_json,
-    joined_text, log_outcome, parse_arguments, parse_json, read_body, send, stream_error,
-    with_retries,
+    Role, Segment, ToolCall, ToolChoice, Usage, VendorError, call_span, conversation_header,
+    f32_json, is_json, joined_text, log_outcome, parse_arguments, parse_json, read_body, send,
+    stream_error, with_retries,
 };
 use super::sse::{Flow, for_each_event};
 

@@ -130,7 +130,11 @@ pub async fn mount_graph(graph: &MockServer) {
 
 /// A tenant with a provider of `provider_type` at `llm_uri`, a bot on it and an integration
 /// (contact collection on) linked to the bot: `(owner, bot id, integration id)`.
-pub async fn bot_setup(app: &TestApp, provider_type: &str, llm_uri: &str) -> (Account, String, String) {
+pub async fn bot_setup(
+    app: &TestApp,
+    provider_type: &str,
+    llm_uri: &str,
+) -> (Account, String, String) {
     let ana = app.signup("Ana").await;
     let base = match provider_type {
         "anthropic" => llm_uri.to_owned(),

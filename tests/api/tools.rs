@@ -129,7 +129,11 @@ pub fn render(wire: Wire, round: usize, step: &Step) -> ResponseTemplate {
             };
             let mut sse = chunk(json!({"role": "assistant", "content": ""}), Value::Null);
             // The text in two deltas, then each call: id and name first, arguments in pieces.
-            let cut = step.text.char_indices().nth(step.text.chars().count() / 2).map_or(step.text.len(), |(i, _)| i);
+            let cut = step
+                .text
+                .char_indices()
+                .nth(step.text.chars().count() / 2)
+                .map_or(step.text.len(), |(i, _)| i);
             for piece in [&step.text[..cut], &step.text[cut..]] {
                 if !piece.is_empty() {
                     sse.push_str(&chunk(json!({"content": piece}), Value::Null));
@@ -141,7 +145,10 @@ pub fn render(wire: Wire, round: usize, step: &Step) -> ResponseTemplate {
                     Value::Null,
                 ));
                 let args = args.to_string();
-                let cut = args.char_indices().nth(args.chars().count() / 3).map_or(args.len(), |(i, _)| i);
+                let cut = args
+                    .char_indices()
+                    .nth(args.chars().count() / 3)
+                    .map_or(args.len(), |(i, _)| i);
                 for piece in [&args[..cut], &args[cut..]] {
                     sse.push_str(&chunk(
                         json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}),
@@ -149,7 +156,10 @@ pub fn render(wire: Wire, round: usize, step: &Step) -> ResponseTemplate {
                     ));
                 }
             }
-            sse.push_str(&chunk(json!({}), json!(if calls { "tool_calls" } else { "stop" })));
+            sse.push_str(&chunk(
+                json!({}),
+                json!(if calls { "tool_calls" } else { "stop" }),
+            ));
             let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
                 "choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}});
             sse.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
@@ -173,11 +183,16 @@ pub fn render(wire: Wire, round: usize, step: &Step) -> ResponseTemplate {
         }
         Wire::AnthropicStream => {
             let ev = |data: Value| {
-                format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap_or_default())
+                format!(
+                    "event: {}\ndata: {data}\n\n",
+                    data["type"].as_str().unwrap_or_default()
+                )
             };
-            let mut sse = ev(json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+            let mut sse = ev(
+                json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
                 "content": [], "model": "claude-sonnet-4-5", "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 20, "output_tokens": 1}}}));
+                "usage": {"input_tokens": 20, "output_tokens": 1}}}),
+            );
             let mut index = 0;
             if !step.text.is_empty() {
                 sse.push_str(&ev(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
@@ -191,7 +206,10 @@ pub fn render(wire: Wire, round: usize, step: &Step) -> ResponseTemplate {
                 sse.push_str(&ev(json!({"type": "content_block_start", "index": at,
                     "content_block": {"type": "tool_use", "id": id(i), "name": name, "input": {}}})));
                 let args = args.to_string();
-                let cut = args.char_indices().nth(args.chars().count() / 2).map_or(args.len(), |(i, _)| i);
+                let cut = args
+                    .char_indices()
+                    .nth(args.chars().count() / 2)
+                    .map_or(args.len(), |(i, _)| i);
                 for piece in [&args[..cut], &args[cut..]] {
                     sse.push_str(&ev(json!({"type": "content_block_delta", "index": at,
                         "delta": {"type": "input_json_delta", "partial_json": piece}})));
@@ -251,7 +269,10 @@ pub fn tool_results(body: &Value) -> Vec<(String, String)> {
                     .filter_map(|c| c["text"].as_str())
                     .collect::<Vec<_>>()
                     .join("");
-                out.push((b["tool_use_id"].as_str().unwrap_or_default().to_owned(), text));
+                out.push((
+                    b["tool_use_id"].as_str().unwrap_or_default().to_owned(),
+                    text,
+                ));
             }
         }
     }
@@ -309,7 +330,10 @@ async fn every_tool_in_order(wire: Wire, to: &'static str) {
                         {"title": "Monday", "rows": [{"id": "mon-9", "title": "9:00", "description": "Morning"}]},
                         {"title": "Tuesday", "rows": [{"id": "tue-14", "title": "14:00"}]}]}),
                 ),
-                ("request_location", json!({"body": "Where should we deliver?"})),
+                (
+                    "request_location",
+                    json!({"body": "Where should we deliver?"}),
+                ),
             ],
         ),
         step(
@@ -333,33 +357,65 @@ async fn every_tool_in_order(wire: Wire, to: &'static str) {
     ];
     let e = scripted_env(wire, steps, "All *done*.").await;
     let wamid = format!("wamid.in.tools.{to}");
-    post_signed(&e.app, &e.integration, &text_webhook(&wamid, to, "book me in")).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook(&wamid, to, "book me in"),
+    )
+    .await;
     eventually("the final answer", || async {
-        sent_to(&e.graph, to).await.last().is_some_and(|b| b["text"]["body"] == "All _done_.")
+        sent_to(&e.graph, to)
+            .await
+            .last()
+            .is_some_and(|b| b["text"]["body"] == "All _done_.")
     })
     .await;
     let want = vec![
         text(to, "Let me *help*."),
         text(to, "Checking the calendar…"),
-        envelope(to, "interactive", json!({"type": "button",
+        envelope(
+            to,
+            "interactive",
+            json!({"type": "button",
             "header": {"type": "text", "text": "Sizes"},
             "body": {"text": "Which size?"},
             "footer": {"text": "All in stock"},
             "action": {"buttons": [
                 {"type": "reply", "reply": {"id": "s", "title": "Small"}},
-                {"type": "reply", "reply": {"id": "l", "title": "Large"}}]}})),
-        envelope(to, "interactive", json!({"type": "list",
+                {"type": "reply", "reply": {"id": "l", "title": "Large"}}]}}),
+        ),
+        envelope(
+            to,
+            "interactive",
+            json!({"type": "list",
             "body": {"text": "Pick a slot"},
             "action": {"button": "Slots", "sections": [
                 {"title": "Monday", "rows": [{"id": "mon-9", "title": "9:00", "description": "Morning"}]},
-                {"title": "Tuesday", "rows": [{"id": "tue-14", "title": "14:00"}]}]}})),
-        envelope(to, "interactive", json!({"type": "location_request_message",
+                {"title": "Tuesday", "rows": [{"id": "tue-14", "title": "14:00"}]}]}}),
+        ),
+        envelope(
+            to,
+            "interactive",
+            json!({"type": "location_request_message",
             "body": {"text": "Where should we deliver?"},
-            "action": {"name": "send_location"}})),
-        envelope(to, "location", json!({"latitude": 52.5163, "longitude": 13.3777,
-            "name": "Shop", "address": "Pariser Platz 1, Berlin"})),
-        envelope(to, "image", json!({"link": "https://cdn.example.com/menu.png", "caption": "Our menu"})),
-        envelope(to, "document", json!({"link": "https://cdn.example.com/files/prices.pdf", "filename": "prices.pdf"})),
+            "action": {"name": "send_location"}}),
+        ),
+        envelope(
+            to,
+            "location",
+            json!({"latitude": 52.5163, "longitude": 13.3777,
+            "name": "Shop", "address": "Pariser Platz 1, Berlin"}),
+        ),
+        envelope(
+            to,
+            "image",
+            json!({"link": "https://cdn.example.com/menu.png", "caption": "Our menu"}),
+        ),
+        envelope(
+            to,
+            "document",
+            json!({"link": "https://cdn.example.com/files/prices.pdf", "filename": "prices.pdf"}),
+        ),
         envelope(to, "reaction", json!({"message_id": wamid, "emoji": "👍"})),
         text(to, "All _done_."),
     ];
@@ -396,14 +452,23 @@ async fn every_tool_in_order(wire: Wire, to: &'static str) {
     }
     let results = tool_results(&reqs[2]);
     assert_eq!(results.len(), 8, "{results:?}");
-    assert!(results.iter().all(|(_, r)| r == "Sent to the user."), "{results:?}");
+    assert!(
+        results.iter().all(|(_, r)| r == "Sent to the user."),
+        "{results:?}"
+    );
 
     // The conversation shows the bot's messages readably, with what was sent.
-    let convs = e.app.fetch_json("/api/v1/conversation/list", &e.ana.token).await;
+    let convs = e
+        .app
+        .fetch_json("/api/v1/conversation/list", &e.ana.token)
+        .await;
     let conv = convs["items"][0]["id"].as_str().unwrap().to_owned();
     let msgs = e
         .app
-        .fetch_json(&format!("/api/v1/conversation/{conv}/message/list?order=asc&take=50"), &e.ana.token)
+        .fetch_json(
+            &format!("/api/v1/conversation/{conv}/message/list?order=asc&take=50"),
+            &e.ana.token,
+        )
         .await;
     let items = msgs["items"].as_array().unwrap();
     let bot: Vec<&Value> = items.iter().filter(|m| m["type"] == "bot").collect();
@@ -437,9 +502,14 @@ async fn every_tool_sends_its_exact_cloud_api_json_in_order_anthropic_non_stream
 
 /// A call with bad arguments goes back to the model as an error; the corrected one is sent.
 async fn invalid_arguments_are_corrected(wire: Wire, to: &'static str) {
-    let four: Vec<Value> = (0..4).map(|i| json!({"id": format!("b{i}"), "title": format!("Option {i}")})).collect();
+    let four: Vec<Value> = (0..4)
+        .map(|i| json!({"id": format!("b{i}"), "title": format!("Option {i}")}))
+        .collect();
     let steps = vec![
-        step("", vec![("send_buttons", json!({"body": "Choose", "buttons": four}))]),
+        step(
+            "",
+            vec![("send_buttons", json!({"body": "Choose", "buttons": four}))],
+        ),
         step(
             "",
             vec![(
@@ -449,15 +519,27 @@ async fn invalid_arguments_are_corrected(wire: Wire, to: &'static str) {
         ),
     ];
     let e = scripted_env(wire, steps, "").await;
-    post_signed(&e.app, &e.integration, &text_webhook("wamid.in.bad", to, "hi")).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.in.bad", to, "hi"),
+    )
+    .await;
     eventually("the corrected buttons", || async {
         !sent_to(&e.graph, to).await.is_empty()
     })
     .await;
-    eventually("the turn to end", || async { model_requests(&e.llm).await.len() == 3 }).await;
+    eventually("the turn to end", || async {
+        model_requests(&e.llm).await.len() == 3
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sent = sent_to(&e.graph, to).await;
-    assert_eq!(sent.len(), 1, "only the valid call was sent, no filler: {sent:?}");
+    assert_eq!(
+        sent.len(),
+        1,
+        "only the valid call was sent, no filler: {sent:?}"
+    );
     assert_eq!(
         sent[0]["interactive"]["action"]["buttons"][1],
         json!({"type": "reply", "reply": {"id": "more", "title": "More options"}})
@@ -466,7 +548,9 @@ async fn invalid_arguments_are_corrected(wire: Wire, to: &'static str) {
     let first = tool_results(&reqs[1]);
     assert_eq!(first.len(), 1);
     assert!(
-        first[0].1.starts_with("Error: buttons: needs 1 to 3 items, not 4"),
+        first[0]
+            .1
+            .starts_with("Error: buttons: needs 1 to 3 items, not 4"),
         "{first:?}"
     );
     let second = tool_results(&reqs[2]);
@@ -496,10 +580,17 @@ async fn contact_is_collected(wire: Wire, to: &'static str) {
     post_signed(
         &e.app,
         &e.integration,
-        &text_webhook("wamid.in.contact", to, "I'm Zoë Adler, zoe@example.com, from Acme"),
+        &text_webhook(
+            "wamid.in.contact",
+            to,
+            "I'm Zoë Adler, zoe@example.com, from Acme",
+        ),
     )
     .await;
-    eventually("the answer", || async { sent_to(&e.graph, to).await.len() == 2 }).await;
+    eventually("the answer", || async {
+        sent_to(&e.graph, to).await.len() == 2
+    })
+    .await;
     let contacts = e.app.fetch_json("/api/v1/contact/list", &e.ana.token).await;
     let c = contacts["items"]
         .as_array()
@@ -517,7 +608,11 @@ async fn contact_is_collected(wire: Wire, to: &'static str) {
         tool_results(&reqs[1])[0].1,
         "Saved to the contact: name, email, company."
     );
-    let texts: Vec<Value> = sent_to(&e.graph, to).await.iter().map(|b| b["text"]["body"].clone()).collect();
+    let texts: Vec<Value> = sent_to(&e.graph, to)
+        .await
+        .iter()
+        .map(|b| b["text"]["body"].clone())
+        .collect();
     assert_eq!(texts, vec![json!("Thanks!"), json!("Saved.")]);
 }
 
@@ -535,25 +630,50 @@ async fn collect_contact_saves_the_fields_with_anthropic() {
 async fn a_collected_name_is_not_replaced_by_the_whatsapp_profile_name_later() {
     let to = "447700950024";
     let e = env("openai", |_| {}).await;
-    let steps = vec![step("", vec![("collect_contact", json!({"name": "Zoë Adler"}))])];
+    let steps = vec![step(
+        "",
+        vec![("collect_contact", json!({"name": "Zoë Adler"}))],
+    )];
     // The first turn (two model calls) collects the name; later turns only echo.
     Mock::given(method("POST"))
         .and(path(Wire::OpenAiJson.path()))
-        .respond_with(Scripted { wire: Wire::OpenAiJson, steps, final_text: "Noted." })
+        .respond_with(Scripted {
+            wire: Wire::OpenAiJson,
+            steps,
+            final_text: "Noted.",
+        })
         .up_to_n_times(2)
         .with_priority(1)
         .mount(&e.llm)
         .await;
     Mock::given(method("POST"))
         .and(path(Wire::OpenAiJson.path()))
-        .respond_with(crate::engine::EchoOpenAi { prefix: String::new() })
+        .respond_with(crate::engine::EchoOpenAi {
+            prefix: String::new(),
+        })
         .mount(&e.llm)
         .await;
-    post_signed(&e.app, &e.integration, &text_webhook("wamid.in.n1", to, "I am Zoë Adler")).await;
-    eventually("the first answer", || async { sent_to(&e.graph, to).await.len() == 1 }).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.in.n1", to, "I am Zoë Adler"),
+    )
+    .await;
+    eventually("the first answer", || async {
+        sent_to(&e.graph, to).await.len() == 1
+    })
+    .await;
     // The webhook's profile name is "Zoë"; before collection it would replace the name.
-    post_signed(&e.app, &e.integration, &text_webhook("wamid.in.n2", to, "thanks")).await;
-    eventually("the second answer", || async { sent_to(&e.graph, to).await.len() == 2 }).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.in.n2", to, "thanks"),
+    )
+    .await;
+    eventually("the second answer", || async {
+        sent_to(&e.graph, to).await.len() == 2
+    })
+    .await;
     let contacts = e.app.fetch_json("/api/v1/contact/list", &e.ana.token).await;
     let c = &contacts["items"][0];
     assert_eq!(c["name"], "Zoë Adler", "{c}");
@@ -570,8 +690,16 @@ async fn collect_contact_is_not_offered_when_contact_collection_is_off() {
             &json!({"contactCollection": false}),
         )
         .await;
-    post_signed(&e.app, &e.integration, &text_webhook("wamid.in.off", "447700950023", "hi")).await;
-    eventually("the answer", || async { sent_to(&e.graph, "447700950023").await.len() == 1 }).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.in.off", "447700950023", "hi"),
+    )
+    .await;
+    eventually("the answer", || async {
+        sent_to(&e.graph, "447700950023").await.len() == 1
+    })
+    .await;
     let reqs = model_requests(&e.llm).await;
     let names: Vec<&str> = reqs[0]["tools"]
         .as_array()
@@ -586,30 +714,66 @@ async fn collect_contact_is_not_offered_when_contact_collection_is_off() {
 #[tokio::test]
 async fn the_tool_loop_stops_after_the_configured_rounds_and_the_model_answers_in_text() {
     for wire in [Wire::OpenAiStream, Wire::AnthropicStream] {
-        let to = if wire == Wire::OpenAiStream { "447700950031" } else { "447700950032" };
+        let to = if wire == Wire::OpenAiStream {
+            "447700950031"
+        } else {
+            "447700950032"
+        };
         let progress = |t: &'static str| step("", vec![("report_progress", json!({"text": t}))]);
-        let steps = vec![progress("one"), progress("two"), progress("three"), progress("four")];
+        let steps = vec![
+            progress("one"),
+            progress("two"),
+            progress("three"),
+            progress("four"),
+        ];
         let e = scripted_env_with(wire, steps, "Final.", |s| s.tool_rounds = 2).await;
-        post_signed(&e.app, &e.integration, &text_webhook("wamid.in.rounds", to, "go")).await;
+        post_signed(
+            &e.app,
+            &e.integration,
+            &text_webhook("wamid.in.rounds", to, "go"),
+        )
+        .await;
         eventually("the final answer", || async {
-            sent_to(&e.graph, to).await.last().is_some_and(|b| b["text"]["body"] == "Final.")
+            sent_to(&e.graph, to)
+                .await
+                .last()
+                .is_some_and(|b| b["text"]["body"] == "Final.")
         })
         .await;
-        let texts: Vec<Value> = sent_to(&e.graph, to).await.iter().map(|b| b["text"]["body"].clone()).collect();
-        assert_eq!(texts, vec![json!("one"), json!("two"), json!("Final.")], "{wire:?}");
+        let texts: Vec<Value> = sent_to(&e.graph, to)
+            .await
+            .iter()
+            .map(|b| b["text"]["body"].clone())
+            .collect();
+        assert_eq!(
+            texts,
+            vec![json!("one"), json!("two"), json!("Final.")],
+            "{wire:?}"
+        );
         let reqs = model_requests(&e.llm).await;
         assert_eq!(reqs.len(), 3);
         assert!(!tool_choice_none(&reqs[0]) && !tool_choice_none(&reqs[1]));
         assert!(tool_choice_none(&reqs[2]), "the last call answers in text");
-        assert!(reqs[2]["tools"].is_array(), "tools stay defined for the replayed calls");
+        assert!(
+            reqs[2]["tools"].is_array(),
+            "tools stay defined for the replayed calls"
+        );
     }
 }
 
 #[tokio::test]
 async fn with_zero_rounds_no_tools_are_offered() {
     let e = scripted_env_with(Wire::OpenAiStream, vec![], "Plain.", |s| s.tool_rounds = 0).await;
-    post_signed(&e.app, &e.integration, &text_webhook("wamid.in.zero", "447700950033", "hi")).await;
-    eventually("the answer", || async { sent_to(&e.graph, "447700950033").await.len() == 1 }).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.in.zero", "447700950033", "hi"),
+    )
+    .await;
+    eventually("the answer", || async {
+        sent_to(&e.graph, "447700950033").await.len() == 1
+    })
+    .await;
     let reqs = model_requests(&e.llm).await;
     assert!(reqs[0].get("tools").is_none());
     assert!(reqs[0].get("tool_choice").is_none());
@@ -617,34 +781,68 @@ async fn with_zero_rounds_no_tools_are_offered() {
 
 #[tokio::test]
 async fn send_media_by_file_id_is_a_tool_error_until_files_are_wired() {
-    let steps = vec![step("", vec![("send_media", json!({"kind": "image", "file_id": "fil_123"}))])];
+    let steps = vec![step(
+        "",
+        vec![("send_media", json!({"kind": "image", "file_id": "fil_123"}))],
+    )];
     let e = scripted_env(Wire::AnthropicStream, steps, "Here is a link instead.").await;
-    post_signed(&e.app, &e.integration, &text_webhook("wamid.in.file", "447700950041", "photo?")).await;
-    eventually("the answer", || async { sent_to(&e.graph, "447700950041").await.len() == 1 }).await;
-    let reqs = model_requests(&e.llm).await;
-    let results = tool_results(&reqs[1]);
-    assert!(results[0].1.contains("file ids are not supported yet"), "{results:?}");
-}
-
-#[tokio::test]
-async fn a_message_meta_refuses_is_reported_to_the_model_and_the_turn_goes_on() {
-    let steps = vec![step("", vec![("send_location", json!({"latitude": 1.5, "longitude": 2.5}))])];
-    let e = scripted_env(Wire::OpenAiJson, steps, "Sorry, no map.").await;
-    Mock::given(method("POST"))
-        .and(path(format!("/v23.0/{PHONE}/messages")))
-        .and(|req: &Request| serde_json::from_slice::<Value>(&req.body).is_ok_and(|b| b["type"] == "location"))
-        .respond_with(ResponseTemplate::new(400).set_body_string(crate::helpers::fixture("graph/error_100_invalid_parameter.json")))
-        .with_priority(1)
-        .mount(&e.graph)
-        .await;
-    post_signed(&e.app, &e.integration, &text_webhook("wamid.in.refused", "447700950051", "where?")).await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.in.file", "447700950041", "photo?"),
+    )
+    .await;
     eventually("the answer", || async {
-        sent_to(&e.graph, "447700950051").await.last().is_some_and(|b| b["text"]["body"] == "Sorry, no map.")
+        sent_to(&e.graph, "447700950041").await.len() == 1
     })
     .await;
     let reqs = model_requests(&e.llm).await;
     let results = tool_results(&reqs[1]);
-    assert!(results[0].1.starts_with("WhatsApp did not accept it:"), "{results:?}");
+    assert!(
+        results[0].1.contains("file ids are not supported yet"),
+        "{results:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_message_meta_refuses_is_reported_to_the_model_and_the_turn_goes_on() {
+    let steps = vec![step(
+        "",
+        vec![("send_location", json!({"latitude": 1.5, "longitude": 2.5}))],
+    )];
+    let e = scripted_env(Wire::OpenAiJson, steps, "Sorry, no map.").await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PHONE}/messages")))
+        .and(|req: &Request| {
+            serde_json::from_slice::<Value>(&req.body).is_ok_and(|b| b["type"] == "location")
+        })
+        .respond_with(
+            ResponseTemplate::new(400).set_body_string(crate::helpers::fixture(
+                "graph/error_100_invalid_parameter.json",
+            )),
+        )
+        .with_priority(1)
+        .mount(&e.graph)
+        .await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.in.refused", "447700950051", "where?"),
+    )
+    .await;
+    eventually("the answer", || async {
+        sent_to(&e.graph, "447700950051")
+            .await
+            .last()
+            .is_some_and(|b| b["text"]["body"] == "Sorry, no map.")
+    })
+    .await;
+    let reqs = model_requests(&e.llm).await;
+    let results = tool_results(&reqs[1]);
+    assert!(
+        results[0].1.starts_with("WhatsApp did not accept it:"),
+        "{results:?}"
+    );
 }
 
 /// A worker dies while the model works on round 2 (after round 1's messages were stored and
@@ -659,12 +857,17 @@ async fn a_turn_resumed_mid_tool_loop_never_sends_a_part_twice() {
     let wire = Wire::OpenAiStream;
     let steps = vec![step(
         "One moment.",
-        vec![("send_buttons", json!({"body": "Pick", "buttons": [{"id": "a", "title": "A"}]}))],
+        vec![(
+            "send_buttons",
+            json!({"body": "Pick", "buttons": [{"id": "a", "title": "A"}]}),
+        )],
     )];
     // Round 2 (after the buttons) hangs in the first process.
     Mock::given(method("POST"))
         .and(path(wire.path()))
-        .and(|req: &Request| serde_json::from_slice::<Value>(&req.body).is_ok_and(|b| round_of(&b) == 1))
+        .and(|req: &Request| {
+            serde_json::from_slice::<Value>(&req.body).is_ok_and(|b| round_of(&b) == 1)
+        })
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
         .up_to_n_times(1)
         .with_priority(1)
@@ -672,7 +875,11 @@ async fn a_turn_resumed_mid_tool_loop_never_sends_a_part_twice() {
         .await;
     Mock::given(method("POST"))
         .and(path(wire.path()))
-        .respond_with(Scripted { wire, steps, final_text: "Done." })
+        .respond_with(Scripted {
+            wire,
+            steps,
+            final_text: "Done.",
+        })
         .mount(&llm)
         .await;
     let db = Arc::new(TestDb::new().await);
@@ -685,7 +892,12 @@ async fn a_turn_resumed_mid_tool_loop_never_sends_a_part_twice() {
     settings.shutdown_timeout = Duration::from_millis(300);
     let app = spawn_app_on(db.clone(), settings.clone()).await;
     let (ana, _, integration) = crate::engine::bot_setup(&app, "openai", &llm.uri()).await;
-    post_signed(&app, &integration, &text_webhook("wamid.in.crash", to, "hi")).await;
+    post_signed(
+        &app,
+        &integration,
+        &text_webhook("wamid.in.crash", to, "hi"),
+    )
+    .await;
     eventually("round 1 sent and round 2 asked", || async {
         sent_to(&graph, to).await.len() == 2 && model_requests(&llm).await.len() == 2
     })
@@ -697,8 +909,13 @@ async fn a_turn_resumed_mid_tool_loop_never_sends_a_part_twice() {
     let tenant = ana.tenant_id.clone();
     // After the dead worker's lease runs out, the contact's lane resumes the turn.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    parley::engine::run_lane(&app.state, &tenant, &integration, to).await.unwrap();
-    eventually("the final answer", || async { sent_to(&graph, to).await.len() == 3 }).await;
+    parley::engine::run_lane(&app.state, &tenant, &integration, to)
+        .await
+        .unwrap();
+    eventually("the final answer", || async {
+        sent_to(&graph, to).await.len() == 3
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sent = sent_to(&graph, to).await;
     assert_eq!(sent.len(), 3, "{sent:?}");

@@ -271,11 +271,20 @@ fn multipart_body(boundary: &str, mime_type: &str, filename: &str, bytes: &[u8])
     // Quotes and line breaks would end the header value early.
     let safe_name: String = filename
         .chars()
-        .map(|c| if c == '"' || c == '\\' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let safe_mime: String = mime_type.chars().filter(|c| !c.is_control()).collect();
     let mut body = Vec::with_capacity(bytes.len() + 512);
-    for (name, value) in [("messaging_product", "whatsapp"), ("type", safe_mime.as_str())] {
+    for (name, value) in [
+        ("messaging_product", "whatsapp"),
+        ("type", safe_mime.as_str()),
+    ] {
         body.extend_from_slice(
             format!(
                 "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
@@ -319,7 +328,10 @@ mod tests {
         Mock::given(method("POST"))
             .and(path("/v23.0/1065/media"))
             .and(header("authorization", "Bearer EAAG-token"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": "4490709327384033"})))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"id": "4490709327384033"})),
+            )
             .expect(1)
             .mount(&server)
             .await;
@@ -344,8 +356,15 @@ mod tests {
         assert!(text.starts_with(&format!("--{boundary}\r\n")));
         assert!(text.contains("name=\"messaging_product\"\r\n\r\nwhatsapp\r\n"));
         assert!(text.contains("name=\"type\"\r\n\r\nimage/png\r\n"));
-        assert!(text.contains("name=\"file\"; filename=\"a _b_.png\"\r\nContent-Type: image/png\r\n\r\n"));
-        assert!(body.windows(bytes.len()).any(|w| w == bytes.as_slice()), "the bytes, verbatim");
+        assert!(
+            text.contains(
+                "name=\"file\"; filename=\"a _b_.png\"\r\nContent-Type: image/png\r\n\r\n"
+            )
+        );
+        assert!(
+            body.windows(bytes.len()).any(|w| w == bytes.as_slice()),
+            "the bytes, verbatim"
+        );
         assert!(text.ends_with(&format!("\r\n--{boundary}--\r\n")));
 
         // Meta's media errors come back as GraphError::Meta.
@@ -356,7 +375,12 @@ mod tests {
             ))
             .mount(&failing)
             .await;
-        let client = GraphClient::new(failing.uri().parse().unwrap(), "v23.0".into(), Duration::from_secs(5)).unwrap();
+        let client = GraphClient::new(
+            failing.uri().parse().unwrap(),
+            "v23.0".into(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let err = client
             .upload_media("1065", &token, "image/png", "x.png", vec![1])
             .await
