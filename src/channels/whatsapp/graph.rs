@@ -370,9 +370,10 @@ mod tests {
         // Meta's media errors come back as GraphError::Meta.
         let failing = MockServer::start().await;
         Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(400).set_body_string(
-                r#"{"error":{"message":"(#131053) Media upload error","type":"OAuthException","code":131053,"error_data":{"details":"Unsupported file type"}}}"#,
-            ))
+            .respond_with(ResponseTemplate::new(400).set_body_string(format!(
+                r#"{{"error": {}}}"#,
+                fixture("error_object_131053_media_upload.json")
+            )))
             .mount(&failing)
             .await;
         let client = GraphClient::new(
