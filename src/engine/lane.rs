@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbErr, Statement};
+use sea_orm::{DatabaseConnection, DbErr, Statement};
+
+use crate::store::write_one;
 
 use crate::store::sql;
 use crate::time::now_ms;
@@ -18,8 +20,8 @@ pub fn lane_id(integration_id: &str, wa_id: &str) -> String {
 }
 
 /// Takes the lane for `worker` if it is free (or already ours). Returns whether we hold it.
-pub async fn acquire<C: ConnectionTrait>(
-    conn: &C,
+pub async fn acquire(
+    conn: &DatabaseConnection,
     tenant_id: &str,
     integration_id: &str,
     wa_id: &str,
@@ -32,8 +34,9 @@ pub async fn acquire<C: ConnectionTrait>(
     let backend = conn.get_database_backend();
     // One statement: create the lane on first use, or take it if its lease lapsed or is ours.
     // Nothing changes (no row affected) when someone else holds it.
-    let res = conn
-        .execute_raw(Statement::from_sql_and_values(
+    let res = write_one(
+            conn,
+            Statement::from_sql_and_values(
             backend,
             sql(
                 backend,
@@ -59,31 +62,35 @@ pub async fn acquire<C: ConnectionTrait>(
 }
 
 /// Extends our lease. Returns false if we lost it (it lapsed and someone else took it).
-pub async fn renew<C: ConnectionTrait>(
-    conn: &C,
+pub async fn renew(
+    conn: &DatabaseConnection,
     lane: &str,
     worker: &str,
     lease: Duration,
 ) -> Result<bool, DbErr> {
     let until = now_ms() + lease.as_millis() as i64;
     let backend = conn.get_database_backend();
-    let res = conn
-        .execute_raw(Statement::from_sql_and_values(
+    let res = write_one(
+        conn,
+        Statement::from_sql_and_values(
             backend,
             sql(
                 backend,
                 "UPDATE contact_lane SET locked_until = ? WHERE id = ? AND locked_by = ?",
             ),
             [until.into(), lane.into(), worker.into()],
-        ))
-        .await?;
+        ),
+    )
+    .await?;
     Ok(res.rows_affected() == 1)
 }
 
 /// Gives the lane up.
-pub async fn release<C: ConnectionTrait>(conn: &C, lane: &str, worker: &str) -> Result<(), DbErr> {
+pub async fn release(conn: &DatabaseConnection, lane: &str, worker: &str) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
-    conn.execute_raw(Statement::from_sql_and_values(
+    write_one(
+            conn,
+            Statement::from_sql_and_values(
         backend,
         sql(
             backend,

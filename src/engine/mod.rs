@@ -398,7 +398,7 @@ async fn prompt(
 /// transaction. A reset command instead ends the session and stores the confirmation as the
 /// reply (`replied`).
 async fn prompt_in(
-    txn: &sea_orm::DatabaseTransaction,
+    txn: &crate::store::WriteTxn,
     state: &AppState,
     integration: &wi::Model,
     t: turn::Model,

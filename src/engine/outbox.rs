@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QueryTrait};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::events::{Event, Level};
 use crate::state::AppState;
 use crate::store::entities::{message, whatsapp_integration as wi};
+use crate::store::write_one;
 use crate::time::now_ms;
 
 /// Attempts per part for errors worth retrying.
@@ -121,17 +122,24 @@ pub async fn send_part(
             .filter(message::Column::Id.eq(part.id.as_str()))
             .col_expr(message::Column::UpdatedAt, Expr::value(now_ms()))
     };
-    update()
-        .col_expr(message::Column::DeliveryStatus, Expr::value("sending"))
-        .exec(db)
-        .await?;
+    let backend = db.get_database_backend();
+    write_one(
+        db,
+        update()
+            .col_expr(message::Column::DeliveryStatus, Expr::value("sending"))
+            .build(backend),
+    )
+    .await?;
     match send_with_retries(state, dest, part).await {
         Ok(wamid) => {
-            update()
-                .col_expr(message::Column::Wamid, Expr::value(wamid.clone()))
-                .col_expr(message::Column::DeliveryStatus, Expr::value("sent"))
-                .exec(db)
-                .await?;
+            write_one(
+                db,
+                update()
+                    .col_expr(message::Column::Wamid, Expr::value(wamid.clone()))
+                    .col_expr(message::Column::DeliveryStatus, Expr::value("sent"))
+                    .build(backend),
+            )
+            .await?;
             // Meta may have reported on the message before its send call returned.
             crate::ingest::apply_stored_statuses(db, dest.tenant_id, &wamid).await?;
             Ok(Ok(wamid))
@@ -144,12 +152,15 @@ pub async fn send_part(
                 ),
                 other => (None, other.to_string()),
             };
-            update()
-                .col_expr(message::Column::DeliveryStatus, Expr::value("failed"))
-                .col_expr(message::Column::ErrorCode, Expr::value(code))
-                .col_expr(message::Column::ErrorTitle, Expr::value(title.clone()))
-                .exec(db)
-                .await?;
+            write_one(
+                db,
+                update()
+                    .col_expr(message::Column::DeliveryStatus, Expr::value("failed"))
+                    .col_expr(message::Column::ErrorCode, Expr::value(code))
+                    .col_expr(message::Column::ErrorTitle, Expr::value(title.clone()))
+                    .build(backend),
+            )
+            .await?;
             Event::new(
                 "whatsapp.message.failed",
                 Level::Error,

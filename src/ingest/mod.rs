@@ -13,8 +13,7 @@ pub mod limiter;
 use std::time::Duration;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement,
 };
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
@@ -335,7 +334,7 @@ fn shaped_chunks<T>(items: &[T]) -> Vec<&[T]> {
 /// Stores a status once (redeliveries are ignored), applies it to the outbound message if that
 /// is known, and logs it. Returns whether it was new.
 async fn record_status(
-    txn: &DatabaseTransaction,
+    txn: &crate::store::WriteTxn,
     b: &Batch,
     s: &StatusRecord,
     now: i64,

@@ -13,7 +13,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, ExecResult, QueryResult,
+    RuntimeErr, Statement,
+};
 use sea_orm_migration::MigratorTrait;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -171,14 +174,86 @@ impl Store {
 /// Begins a transaction that will write. On SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`): a transaction that reads first and writes later would otherwise fail
 /// with SQLITE_BUSY, without waiting, whenever another writer committed in between. Every
-/// transaction that writes must start here.
-pub async fn begin_write<C: sea_orm::TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
-    db.begin_with_options(sea_orm::TransactionOptions {
-        isolation_level: None,
-        access_mode: None,
-        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-    })
-    .await
+/// transaction that writes must start here, and must not start another before it ends.
+///
+/// On SQLite the transaction also holds this process's write gate, so our writers queue for
+/// the lock in order instead of in SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between
+/// attempts and leaves the lock idle meanwhile: under load that, not the work, was the limit.
+/// The gate is one per process, shared by every SQLite file it opens (only tests open more
+/// than one); other processes on the same file still meet the busy handler.
+pub async fn begin_write<C>(db: &C) -> Result<WriteTxn, DbErr>
+where
+    C: sea_orm::TransactionTrait<Transaction = DatabaseTransaction> + ConnectionTrait,
+{
+    let gate = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Sqlite => Some(SQLITE_WRITE_GATE.clone().lock_owned().await),
+        _ => None,
+    };
+    let txn = db
+        .begin_with_options(sea_orm::TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        })
+        .await?;
+    Ok(WriteTxn { txn, _gate: gate })
+}
+
+/// Writes one statement outside any transaction, through the write gate on SQLite (see
+/// [`begin_write`]).
+pub async fn write_one(db: &DatabaseConnection, stmt: Statement) -> Result<ExecResult, DbErr> {
+    let _gate = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Sqlite => Some(SQLITE_WRITE_GATE.lock().await),
+        _ => None,
+    };
+    db.execute_raw(stmt).await
+}
+
+static SQLITE_WRITE_GATE: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A write transaction from [`begin_write`]; use it as a connection, then commit it. Dropping
+/// it without committing rolls it back.
+pub struct WriteTxn {
+    txn: DatabaseTransaction,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTxn {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WriteTxn {
+    fn get_database_backend(&self) -> sea_orm::DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
 }
 
 /// `?` placeholders as the backend wants them: PostgreSQL numbers them.
