@@ -33,6 +33,7 @@ use super::outbox::{self, Destination, WHATSAPP_BODY};
 use super::tools::{self, Action, Context, ToolError};
 use crate::conversation::format::{WHATSAPP_TEXT_LIMIT, split, to_whatsapp};
 use crate::error::ApiResult;
+use crate::events::{Event, Level};
 use crate::ids::{new_id, prefix};
 use crate::llm::provider::{
     ChatMessage, ChatRequest, LlmProvider, Segment, ToolCall, ToolChoice, Usage,
@@ -186,6 +187,15 @@ pub(super) async fn run(
         let round = execute(state, t, &ctx, &response.tool_calls, &order, sender).await?;
         let first = store_round(state, t, &conversation_id, &mut rounds, round).await?;
         flush(state, t, sender, first).await?;
+        // A message clears "typing…"; the model is still at work, so show it again.
+        if let (Some(s), Some(wamid)) = (sender, ctx.reply_to)
+            && let Err(e) = state
+                .graph()
+                .mark_read(&s.phone_number_id, &s.token, wamid, true)
+                .await
+        {
+            tracing::debug!(error = %e, "showing typing again failed");
+        }
     }
 }
 
@@ -240,6 +250,7 @@ async fn execute(
                     },
                     Ok(Action::Contact(fields)) => Ok(Item::Contact(fields)),
                 };
+                tracing::debug!(tool = %call.name, ok = result.is_ok(), "tool call");
                 pending.calls.push((call.clone(), pending.items.len()));
                 match result {
                     Ok(item) => pending.items.push(item),
@@ -286,13 +297,19 @@ async fn store_round(
                 next += 1;
                 Outcome::Part { part: next - 1 }
             }
-            Item::Error(e) => Outcome::Error { message: e.0 },
+            Item::Error(e) => {
+                refused(&txn, t, conversation_id, &e).await?;
+                Outcome::Error { message: e.0 }
+            }
             Item::Contact(fields) => {
                 match tools::save_contact(&txn, &t.tenant_id, &t.wa_id, &fields).await? {
                     Ok(()) => Outcome::Saved {
                         fields: fields.saved(),
                     },
-                    Err(e) => Outcome::Error { message: e.0 },
+                    Err(e) => {
+                        refused(&txn, t, conversation_id, &e).await?;
+                        Outcome::Error { message: e.0 }
+                    }
                 }
             }
         };
@@ -325,6 +342,25 @@ async fn store_round(
         .await?;
     txn.commit().await?;
     Ok(first)
+}
+
+/// Logs a refused call, so a tenant can see why their bot's buttons never appeared.
+async fn refused<C: ConnectionTrait>(
+    conn: &C,
+    t: &turn::Model,
+    conversation_id: &str,
+    e: &ToolError,
+) -> ApiResult<()> {
+    Event::new(
+        "bot.tool.refused",
+        Level::Warning,
+        format!("a tool call of the model was refused: {e}"),
+    )
+    .integration(&t.integration_id)
+    .conversation(conversation_id)
+    .record(conn, &t.tenant_id)
+    .await?;
+    Ok(())
 }
 
 /// Sends the turn's pending parts from number `from` on, in order, when the integration can

@@ -556,6 +556,11 @@ async fn invalid_arguments_are_corrected(wire: Wire, to: &'static str) {
     let second = tool_results(&reqs[2]);
     assert_eq!(second.len(), 2, "both rounds replayed: {second:?}");
     assert_eq!(second[1].1, "Sent to the user.");
+    let ev = e
+        .app
+        .fetch_json("/api/v1/event/log/list?type=bot.tool.refused", &e.ana.token)
+        .await;
+    assert_eq!(ev["items"].as_array().unwrap().len(), 1, "{ev}");
 }
 
 #[tokio::test]
