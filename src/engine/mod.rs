@@ -699,12 +699,9 @@ async fn reply(
             .conversation(&conversation_id)
             .record(&txn, &t.tenant_id)
             .await?;
-            // After tool rounds, the apology follows what they sent.
-            let first = if t.tool_rounds.is_some() {
-                tool_loop::next_part(&txn, &t.id).await?
-            } else {
-                0
-            };
+            // After tool rounds (stored in this run or an earlier one), the apology follows what
+            // they sent.
+            let first = tool_loop::next_part(&txn, &t.id).await?;
             store_parts(
                 &txn,
                 &t,

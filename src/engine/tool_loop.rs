@@ -159,7 +159,8 @@ pub(super) async fn run(
             .saturating_add(response.usage.output_tokens);
         // The last round ends the turn even if a server ignored `tool_choice: none`.
         if response.tool_calls.is_empty() || last {
-            let next_part = if rounds.is_empty() {
+            // Without rounds (the usual turn) no part exists yet; skip the query.
+            let next_part = if rounds.is_empty() && t.tool_rounds.is_none() {
                 0
             } else {
                 next_part(db, &t.id).await?

@@ -850,6 +850,63 @@ async fn a_message_meta_refuses_is_reported_to_the_model_and_the_turn_goes_on() 
     );
 }
 
+#[tokio::test]
+async fn a_model_failing_mid_loop_gets_the_apology_after_what_was_sent() {
+    let to = "447700950071";
+    let wire = Wire::AnthropicStream;
+    let steps = vec![step(
+        "",
+        vec![("request_location", json!({"body": "Where are you?"}))],
+    )];
+    let e = scripted_env_with(wire, steps, "never", |s| s.apology_text = "Sorry!".into()).await;
+    Mock::given(method("POST"))
+        .and(path(wire.path()))
+        .and(|req: &Request| {
+            serde_json::from_slice::<Value>(&req.body).is_ok_and(|b| round_of(&b) == 1)
+        })
+        .respond_with(ResponseTemplate::new(500).set_body_json(
+            json!({"type": "error", "error": {"type": "api_error", "message": "boom"}}),
+        ))
+        .with_priority(1)
+        .mount(&e.llm)
+        .await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.in.fail", to, "deliver"),
+    )
+    .await;
+    eventually("the apology", || async {
+        sent_to(&e.graph, to).await.len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = sent_to(&e.graph, to).await;
+    assert_eq!(sent[0]["interactive"]["type"], "location_request_message");
+    assert_eq!(sent[1]["text"]["body"], "Sorry!");
+    assert_eq!(sent.len(), 2);
+    let convs = e
+        .app
+        .fetch_json("/api/v1/conversation/list", &e.ana.token)
+        .await;
+    let conv = convs["items"][0]["id"].as_str().unwrap().to_owned();
+    let msgs = e
+        .app
+        .fetch_json(
+            &format!("/api/v1/conversation/{conv}/message/list?order=asc"),
+            &e.ana.token,
+        )
+        .await;
+    let bot: Vec<&Value> = msgs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == "bot")
+        .collect();
+    assert_eq!(bot.len(), 2, "both parts stored");
+    assert!(bot.iter().all(|m| m["deliveryStatus"] == "sent"));
+}
+
 /// A worker dies while the model works on round 2 (after round 1's messages were stored and
 /// sent); the turn resumes elsewhere without sending round 1 again and without asking the
 /// model for it again.
