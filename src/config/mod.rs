@@ -470,6 +470,7 @@ mod tests {
         );
         assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(s.signup, Signup::Open);
+        assert_eq!(s.tool_rounds, 4);
     }
 
     #[test]
@@ -488,6 +489,7 @@ mod tests {
             ),
             ("log_format", "xml", "PARLEY_LOG_FORMAT"),
             ("redis_url", "http://x", "PARLEY_REDIS_URL"),
+            ("tool_rounds", "17", "PARLEY_TOOL_ROUNDS"),
         ];
         for (key, value, name) in cases {
             let err = load(&[(key, value)]).err().map(|e| e.to_string());
