@@ -837,10 +837,10 @@ impl<'a> Args<'a> {
         format!("{}{key}", self.1)
     }
 
-    /// A required, non-blank string.
+    /// A required, non-blank string, trimmed.
     fn text(&self, key: &str) -> Result<&'a str, ToolError> {
         match self.0.get(key) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.as_str()),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim()),
             Some(Value::String(_)) => Err(ToolError::new(format!(
                 "{}: must not be empty",
                 self.path(key)
@@ -855,12 +855,12 @@ impl<'a> Args<'a> {
         }
     }
 
-    /// An optional string; blank counts as absent.
+    /// An optional string, trimmed; blank counts as absent.
     fn opt_text(&self, key: &str) -> Result<Option<String>, ToolError> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
             Some(_) => Err(ToolError::new(format!(
                 "{}: must be a string",
                 self.path(key)
