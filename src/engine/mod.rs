@@ -149,6 +149,7 @@ async fn has_waiting(state: &AppState, integration_id: &str, wa_id: &str) -> Api
 struct Claimed {
     inbound_ids: Vec<String>,
     newest_wamid: String,
+    integration: Option<wi::Model>,
 }
 
 async fn drain_lane(
@@ -256,6 +257,7 @@ async fn claim(
         Claimed {
             inbound_ids: ids,
             newest_wamid,
+            integration,
         },
     )))
 }
@@ -284,10 +286,15 @@ pub fn inbound_text(payload: &str) -> String {
 
 async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) -> ApiResult<()> {
     let db = state.store().db();
-    let Some(integration) = wi::Entity::find_by_id(t.integration_id.clone())
-        .one(db)
-        .await?
-    else {
+    let integration = match claimed.as_ref().map(|c| c.integration.clone()) {
+        Some(known) => known,
+        None => {
+            wi::Entity::find_by_id(t.integration_id.clone())
+                .one(db)
+                .await?
+        }
+    };
+    let Some(integration) = integration else {
         // The integration was deleted: keep the messages, answer nothing.
         let txn = crate::store::begin_write(db).await?;
         finish_in(&txn, &t, "done", Some("integration deleted")).await?;

@@ -114,6 +114,31 @@ pub async fn enqueue_many_in<C: ConnectionTrait, T: Serialize>(
     Ok(())
 }
 
+/// How long finished jobs stay in the queue's table. Our own tables keep the record of what
+/// happened (messages, turns, events); the job rows only make the queue's queries slower.
+const FINISHED_JOB_RETENTION_SECS: i64 = 3600;
+
+/// Deletes jobs that finished more than [`FINISHED_JOB_RETENTION_SECS`] ago. Jobs that failed
+/// for good stay, for inspection.
+pub async fn prune_finished<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
+    let backend = conn.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => {
+            "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') \
+             AND done_at < now() - make_interval(secs => $1)"
+        }
+        _ => "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at < ?",
+    };
+    let arg: sea_orm::Value = match backend {
+        DatabaseBackend::Postgres => (FINISHED_JOB_RETENTION_SECS as f64).into(),
+        _ => (crate::time::now_ms() / 1000 - FINISHED_JOB_RETENTION_SECS).into(),
+    };
+    let res = conn
+        .execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, [arg]))
+        .await?;
+    Ok(res.rows_affected())
+}
+
 /// Housekeeping, once a minute on every replica. Each task is idempotent, so replicas running
 /// it at the same time do no harm.
 const MAINTENANCE_SCHEDULE: &str = "0 * * * * *";
@@ -122,6 +147,10 @@ async fn maintenance(_tick: Tick, state: Data<AppState>) -> Result<(), BoxDynErr
     let pruned = throttle::prune(state.store().db()).await?;
     if pruned > 0 {
         tracing::debug!(pruned, "pruned expired login throttle rows");
+    }
+    let pruned = prune_finished(state.store().db()).await?;
+    if pruned > 0 {
+        tracing::debug!(pruned, "deleted finished jobs");
     }
     let ended = crate::engine::session::close_expired(state.store().db()).await?;
     if ended > 0 {

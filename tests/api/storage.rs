@@ -221,3 +221,88 @@ async fn jobs_enqueued_in_a_transaction_reach_an_apalis_worker() {
     assert!(again.is_err(), "exactly one job: {again:?}");
     worker.abort();
 }
+
+#[tokio::test]
+async fn sqlite_queue_acks_look_jobs_up_by_key_not_by_worker() {
+    let db = TestDb::new().await;
+    let settings = test_settings(&db);
+    if !matches!(settings.database, parley::config::DatabaseUrl::Sqlite(_)) {
+        return;
+    }
+    let store = parley::store::Store::connect(&settings).await.unwrap();
+    store.migrate().await.unwrap();
+    // Twice: the adjustment runs at every start and must leave the index as it is.
+    store.migrate().await.unwrap();
+    // The shape of apalis-sqlite's ack: acknowledged ids from JSON, joined on the worker.
+    let plan = store
+        .db()
+        .query_all_raw(Statement::from_string(
+            DatabaseBackend::Sqlite,
+            "EXPLAIN QUERY PLAN WITH j AS (SELECT value ->> 'task_id' AS task_id FROM \
+             json_each('[{\"task_id\":\"x\"}]')) UPDATE Jobs SET status = 'Done' FROM j \
+             WHERE Jobs.id = j.task_id AND Jobs.lock_by = 'worker'"
+                .to_owned(),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", "detail").unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!plan.contains("LIdx"), "{plan}");
+    assert!(plan.contains("(id=?)"), "{plan}");
+}
+
+#[tokio::test]
+async fn finished_jobs_are_pruned_after_an_hour_and_others_kept() {
+    use parley::jobs::{InboundJob, enqueue_in, prune_finished};
+    let db = TestDb::new().await;
+    let store = parley::store::Store::connect(&test_settings(&db))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let conn = store.db();
+    for key in ["old-done", "new-done", "old-failed", "pending"] {
+        let job = InboundJob {
+            tenant_id: "ten_1".into(),
+            integration_id: "wai_1".into(),
+            inbound_id: key.into(),
+            wa_id: None,
+        };
+        enqueue_in(conn, "probe", &job, key).await.unwrap();
+    }
+    let backend = conn.get_database_backend();
+    let (table, two_hours_ago, now) = match backend {
+        DatabaseBackend::Postgres => ("apalis.jobs", "now() - interval '2 hours'", "now()"),
+        _ => (
+            "Jobs",
+            "strftime('%s', 'now') - 7200",
+            "strftime('%s', 'now')",
+        ),
+    };
+    for (key, status, at) in [
+        ("old-done", "Done", two_hours_ago),
+        ("new-done", "Done", now),
+        ("old-failed", "Failed", two_hours_ago),
+    ] {
+        conn.execute_unprepared(&format!(
+            "UPDATE {table} SET status = '{status}', done_at = {at} WHERE idempotency_key = '{key}'"
+        ))
+        .await
+        .unwrap();
+    }
+
+    assert_eq!(prune_finished(conn).await.unwrap(), 1);
+
+    let left: Vec<String> = conn
+        .query_all_raw(Statement::from_string(
+            backend,
+            format!("SELECT idempotency_key FROM {table} WHERE job_type = 'probe' ORDER BY idempotency_key"),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", "idempotency_key").unwrap())
+        .collect();
+    assert_eq!(left, ["new-done", "old-failed", "pending"]);
+}
