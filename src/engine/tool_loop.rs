@@ -36,7 +36,7 @@ use crate::error::ApiResult;
 use crate::events::{Event, Level};
 use crate::ids::{new_id, prefix};
 use crate::llm::provider::{
-    ChatMessage, ChatRequest, LlmProvider, Segment, ToolCall, ToolChoice, Usage,
+    ChatMessage, ChatRequest, LlmError, LlmProvider, Segment, ToolCall, ToolChoice, Usage,
 };
 use crate::state::AppState;
 use crate::store::entities::{inbound_message as inbound, message, turn};
@@ -143,12 +143,20 @@ pub(super) async fn run(
     loop {
         let mut req = base.clone();
         req.messages.extend(replay(db, &t.id, &rounds).await?);
-        let last = rounds.len() >= max_rounds;
+        let last = rounds.len() >= max_rounds || base.tools.is_empty();
         if last && !req.tools.is_empty() {
             req.tool_choice = ToolChoice::None;
         }
         let response = match llm.chat(&req).await {
             Ok(r) => r,
+            // Some OpenAI-compatible servers refuse tools for models without tool support
+            // ("does not support tools"). A bot that answered before tools existed must keep
+            // answering: ask once more without them.
+            Err(LlmError::BadRequest(why)) if rounds.is_empty() && !base.tools.is_empty() => {
+                tracing::warn!(error = %why, "the model refused a request with tools; asking without");
+                base.tools.clear();
+                continue;
+            }
             Err(e) => return Ok(Err(e.to_string())),
         };
         usage.input_tokens = usage

@@ -785,6 +785,41 @@ async fn with_zero_rounds_no_tools_are_offered() {
 }
 
 #[tokio::test]
+async fn a_model_without_tool_support_still_answers_without_tools() {
+    let e = env("openai", |_| {}).await;
+    // Ollama's answer for a model that cannot call tools.
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(|req: &Request| serde_json::from_slice::<Value>(&req.body).is_ok_and(|b| b.get("tools").is_some()))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"message": "registry.ollama.ai/library/gemma:2b does not support tools", "type": "api_error", "param": null, "code": null}})))
+        .with_priority(1)
+        .mount(&e.llm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(crate::engine::EchoOpenAi {
+            prefix: "plain: ".into(),
+        })
+        .mount(&e.llm)
+        .await;
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.in.notools", "447700950042", "hi"),
+    )
+    .await;
+    eventually("the answer", || async {
+        sent_to(&e.graph, "447700950042").await.len() == 1
+    })
+    .await;
+    assert_eq!(
+        sent_to(&e.graph, "447700950042").await[0]["text"]["body"],
+        "plain: hi"
+    );
+    assert_eq!(model_requests(&e.llm).await.len(), 2);
+}
+
+#[tokio::test]
 async fn send_media_by_file_id_is_a_tool_error_until_files_are_wired() {
     let steps = vec![step(
         "",
