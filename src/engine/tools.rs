@@ -518,8 +518,9 @@ fn send_media(args: &Args<'_>) -> Result<Action, ToolError> {
             .or_else(|| match &source {
                 MediaSource::Link(u) => url::Url::parse(u)
                     .ok()
-                    .and_then(|u| u.path_segments()?.next_back().map(str::to_owned))
-                    .filter(|s| !s.is_empty()),
+                    .and_then(|u| u.path_segments()?.next_back().map(percent_decode))
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| cut(&s, FILENAME_MAX)),
                 MediaSource::File(_) => None,
             }),
         MediaKind::Image => None,
@@ -530,6 +531,30 @@ fn send_media(args: &Args<'_>) -> Result<Action, ToolError> {
         caption,
         filename,
     }))
+}
+
+/// A URL path segment as the user should see it (`my%20menu.pdf` → `my menu.pdf`).
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The Cloud API body for a media request whose source is a link or an uploaded media id.
@@ -1360,6 +1385,16 @@ mod tests {
                 "document": {"link": "https://example.com/files/menu.pdf", "caption": "Our *menu*", "filename": "menu.pdf"}})
         );
         assert_eq!(summary, "[document menu.pdf] Our *menu*");
+        let m = req(json!({"kind": "document", "url": "https://e.com/d/Men%C3%BC%202025.pdf?x=1"}));
+        assert_eq!(m.filename.as_deref(), Some("Menü 2025.pdf"));
+        let m = req(json!({"kind": "document", "url": "https://e.com/d/50%25%zz"}));
+        assert_eq!(
+            m.filename.as_deref(),
+            Some("50%%zz"),
+            "bad escapes stay as written"
+        );
+        let m = req(json!({"kind": "document", "url": "https://e.com/"}));
+        assert_eq!(m.filename, None);
         let m = req(json!({"kind": "image", "file_id": "fil_1", "caption": "c".repeat(2000)}));
         assert_eq!(m.source, MediaSource::File("fil_1".into()));
         assert_eq!(m.caption.as_ref().unwrap().chars().count(), 1024);
