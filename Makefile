@@ -2,13 +2,18 @@
 
 CARGO ?= cargo
 
-.PHONY: run test lint fmt openapi openapi-check bench migrate fuzz
+.PHONY: run web-admin test lint fmt openapi openapi-check bench migrate fuzz
 
-## run: start Parley on SQLite at http://127.0.0.1:8080 (data in ./data)
-run:
+## run: build the dashboard, then start Parley on SQLite at http://127.0.0.1:8080 (data in ./data)
+run: web-admin
 	$(CARGO) run --bin parley -- serve
 
-## test: the OpenAPI drift check, then the whole test suite on SQLite and PostgreSQL
+## web-admin: install the dashboard's locked dependencies and build it into web-admin/dist
+web-admin:
+	cd web-admin && npm ci --no-audit --no-fund && npm run build
+
+## test: the OpenAPI drift check, the whole test suite on SQLite and PostgreSQL, then the
+## dashboard's unit tests and its browser end-to-end tests
 test: openapi-check
 	bash tests/run.sh
 

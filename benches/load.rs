@@ -309,6 +309,7 @@ async fn start_mocks(arrivals: Arrivals) -> String {
             .route("/{version}/{phone}/messages", web::post().to(graph))
     })
     .workers(1)
+    .disable_signals()
     .bind("127.0.0.1:0")
     .unwrap();
     let addr = server.addrs()[0];
@@ -325,6 +326,13 @@ fn spawn_server(
 ) -> (std::process::Child, u16) {
     use std::io::BufRead;
     let data = dir.join(format!("data-{}", uuid::Uuid::new_v4().simple()));
+    // `PARLEY_BENCH_SERVER_LOG=debug,sqlx=debug` (say) keeps the server's log in
+    // $TMPDIR/parley-bench-server.log, to see where its time goes.
+    let log_to_file = std::env::var("PARLEY_BENCH_SERVER_LOG").ok();
+    let log_level = log_to_file.as_deref().map_or_else(
+        || "warn,parley::cli=info".to_owned(),
+        |l| format!("{l},parley::cli=info"),
+    );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
         .env_clear()
         .envs([
@@ -332,7 +340,7 @@ fn spawn_server(
             ("PARLEY_LISTEN", "127.0.0.1:0"),
             ("PARLEY_DATA_DIR", data.to_str().unwrap()),
             ("PARLEY_LOG_FORMAT", "json"),
-            ("PARLEY_LOG_LEVEL", "warn,parley::cli=info"),
+            ("PARLEY_LOG_LEVEL", log_level.as_str()),
             ("PARLEY_WHATSAPP_GRAPH_URL", mocks),
             ("PARLEY_COALESCE_WINDOW_MS", "0"),
             ("PARLEY_WORKER_CONCURRENCY", "32"),
@@ -353,8 +361,14 @@ fn spawn_server(
     };
     // Keep draining its log so it never blocks on a full pipe.
     std::thread::spawn(move || {
+        use std::io::Write;
+        let mut file = log_to_file.map(|_| {
+            std::fs::File::create(std::env::temp_dir().join("parley-bench-server.log")).unwrap()
+        });
         for line in lines.map_while(Result::ok) {
-            if line.contains("\"ERROR\"") {
+            if let Some(f) = file.as_mut() {
+                let _ = writeln!(f, "{line}");
+            } else if line.contains("\"ERROR\"") {
                 eprintln!("server: {line}");
             }
         }
@@ -402,6 +416,62 @@ fn rss_mb(pid: u32) -> (f64, f64) {
             .map_or(0.0, |kb| kb / 1024.0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU time used so far by every PostgreSQL server process on the machine, in seconds.
+fn postgres_cpu_secs() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.chars().all(|c| c.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| cpu_secs(&pid))
+        .sum()
+}
+
+/// CPU used by the server, this process (load generator and mocks) and PostgreSQL.
+#[derive(Clone, Copy)]
+struct Cpu {
+    server: f64,
+    bench: f64,
+    postgres: f64,
+}
+
+impl Cpu {
+    fn now(server: u32) -> Self {
+        Self {
+            server: cpu_secs(&server.to_string()),
+            bench: cpu_secs("self"),
+            postgres: postgres_cpu_secs(),
+        }
+    }
+
+    /// Milliseconds of CPU per turn since `before`, by party.
+    fn per_turn(self, before: Self, turns: usize) -> String {
+        let ms = |a: f64, b: f64| (a - b) * 1000.0 / turns as f64;
+        format!(
+            "CPU per turn: server {:.2} ms, load generator + mocks {:.2} ms, PostgreSQL {:.2} ms",
+            ms(self.server, before.server),
+            ms(self.bench, before.bench),
+            ms(self.postgres, before.postgres)
+        )
+    }
 }
 
 fn text_hook(wamid: &str, from: &str, text: &str) -> (Vec<u8>, String) {
@@ -496,6 +566,7 @@ async fn engine_bench(label: &str, database_url: &str, dir: &std::path::Path) {
     let n = 4000;
     let texts: Vec<String> = (0..n).map(|i| format!("{label}-sat-{i}")).collect();
     let started = Instant::now();
+    let cpu_before = Cpu::now(server.id());
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
     for (i, t) in texts.iter().enumerate() {
         let permit = sem.clone().acquire_owned().await.unwrap();
@@ -515,6 +586,7 @@ async fn engine_bench(label: &str, database_url: &str, dir: &std::path::Path) {
         secs,
         if answered { "" } else { ", NOT ALL ANSWERED" }
     );
+    println!("    {}", Cpu::now(server.id()).per_turn(cpu_before, n));
 
     // Added latency at 200 turns/s: open loop, 2,000 messages from new contacts.
     let m = 2000u32;

@@ -23,6 +23,7 @@ pub mod prefix {
     pub const INBOUND: &str = "inb";
     pub const STATUS: &str = "sts";
     pub const TURN: &str = "trn";
+    pub const SANDBOX_MESSAGE: &str = "sbm";
 }
 
 /// A new id with the given prefix.

@@ -18,6 +18,7 @@
 //!   [`store::TenantScope`], the single place where tenant data is filtered by tenant.
 //! - [`jobs`]: the apalis queue (in the same database) and its workers.
 //! - [`crypto`]: AES-256-GCM for tenant secrets at rest; [`ids`]: prefixed, time-ordered ids.
+//! - [`sandbox`]: the built-in WhatsApp sandbox, where Parley plays Meta for the dashboard.
 //! - [`telemetry`]: tracing subscriber setup.
 
 pub mod auth;
@@ -39,6 +40,7 @@ pub mod llm;
 #[path = "../migrations/mod.rs"]
 pub mod migrations;
 pub mod rotate;
+pub mod sandbox;
 pub mod startup;
 pub mod state;
 pub mod store;

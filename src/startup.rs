@@ -37,6 +37,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("PARLEY_LISTEN: cannot bind {}", settings.listen))?;
         let port = listener.local_addr()?.port();
+        state.set_bound_addr(listener.local_addr()?);
         let mut server = HttpServer::new({
             let state = state.clone();
             move || http::app(state.clone())

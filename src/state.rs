@@ -36,6 +36,8 @@ struct Inner {
     llm_http: reqwest::Client,
     /// Names this process in lane leases.
     worker_id: String,
+    /// Where this process's own HTTP server answers, once it is bound (see [`AppState::self_url`]).
+    self_url: std::sync::OnceLock<url::Url>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
                 &uuid::Uuid::new_v4().simple().to_string()[..12]
             ),
             graph,
+            self_url: std::sync::OnceLock::new(),
             jwt: JwtKeys::new(&keys.jwt, settings.jwt_ttl),
             vault: match &keys.master_previous {
                 Some(previous) => Vault::new(&keys.master).with_older(previous),
@@ -136,6 +139,38 @@ impl AppState {
     /// Meta's Graph API.
     pub fn graph(&self) -> &GraphClient {
         &self.0.graph
+    }
+
+    /// The Graph API an integration talks to: Meta's, or for the sandbox Parley's own
+    /// endpoint (see [`crate::sandbox`]).
+    pub fn graph_for(
+        &self,
+        integration: &crate::store::entities::whatsapp_integration::Model,
+    ) -> std::borrow::Cow<'_, GraphClient> {
+        if integration.sandbox {
+            std::borrow::Cow::Owned(self.graph().with_base(crate::sandbox::graph_base(self)))
+        } else {
+            std::borrow::Cow::Borrowed(self.graph())
+        }
+    }
+
+    /// Records the address the HTTP server is bound to; the sandbox calls itself there.
+    pub fn set_bound_addr(&self, addr: std::net::SocketAddr) {
+        let ip = match addr.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+            ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        let bound = std::net::SocketAddr::new(ip, addr.port());
+        if let Ok(url) = url::Url::parse(&format!("http://{bound}")) {
+            let _ = self.0.self_url.set(url);
+        }
+    }
+
+    /// This process's own base URL: where it is bound when it serves HTTP, else
+    /// `PARLEY_PUBLIC_URL` (a `worker` process reaches the sandbox through the web tier).
+    pub fn self_url(&self) -> &url::Url {
+        self.0.self_url.get().unwrap_or(&self.0.settings.public_url)
     }
 
     pub fn redis(&self) -> Option<&deadpool_redis::Pool> {

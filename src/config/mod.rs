@@ -33,6 +33,7 @@ struct Raw {
     jwt_secret: Option<String>,
     jwt_ttl_secs: u64,
     data_dir: PathBuf,
+    web_admin_dir: PathBuf,
     signup: String,
     whatsapp_graph_url: String,
     whatsapp_graph_version: String,
@@ -88,6 +89,10 @@ pub struct Settings {
     pub jwt_ttl: Duration,
     /// `PARLEY_DATA_DIR`: folder for key files and local data. Default `data`.
     pub data_dir: PathBuf,
+    /// `PARLEY_WEB_ADMIN_DIR`: the built dashboard (`web-admin/dist`, made by `make run` or
+    /// `npm run build` in `web-admin/`), served at `/`. When it is missing, `/` shows a page
+    /// that says how to build it; the API works either way. Default `web-admin/dist`.
+    pub web_admin_dir: PathBuf,
     /// `PARLEY_SIGNUP`: `open` lets anyone create a tenant through `/api/v1/auth/signup`;
     /// `closed` leaves only `parley tenant create`. Default `open`.
     pub signup: Signup,
@@ -348,6 +353,7 @@ impl Settings {
             jwt_secret: jwt_secret.map(SecretString::from),
             jwt_ttl: Duration::from_secs(raw.jwt_ttl_secs),
             data_dir: raw.data_dir,
+            web_admin_dir: raw.web_admin_dir,
             signup,
             whatsapp_graph_url,
             whatsapp_graph_version: version,

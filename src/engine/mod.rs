@@ -322,6 +322,7 @@ async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) ->
                     phone_number_id: phone,
                     token: &token,
                     wa_id: &t.wa_id,
+                    graph: &state.graph_for(&integration),
                 };
                 outbox::send_turn(state, &dest, &t.id, parts).await?;
             }
@@ -752,7 +753,11 @@ async fn show_typing(
             }
         }
     };
-    if let Err(e) = state.graph().mark_read(phone, &token, &wamid, true).await {
+    if let Err(e) = state
+        .graph_for(integration)
+        .mark_read(phone, &token, &wamid, true)
+        .await
+    {
         tracing::debug!(error = %e, "marking read failed");
     }
 }
@@ -786,6 +791,7 @@ async fn ask_model(
         (Some(phone), Some(token)) => Some(tool_loop::Sender {
             phone_number_id: phone.clone(),
             token,
+            graph: state.graph_for(integration),
         }),
         _ => None,
     };
@@ -842,7 +848,7 @@ async fn model_request(
     Ok((llm, request))
 }
 
-async fn resolve_provider(
+pub(crate) async fn resolve_provider(
     state: &AppState,
     tenant_id: &str,
     provider_id: Option<&str>,

@@ -13,7 +13,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QueryTrait};
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::channels::whatsapp::graph::GraphError;
+use crate::channels::whatsapp::graph::{GraphClient, GraphError};
 use crate::error::ApiError;
 use crate::events::{Event, Level};
 use crate::state::AppState;
@@ -32,6 +32,8 @@ pub struct Destination<'a> {
     pub phone_number_id: &'a str,
     pub token: &'a SecretString,
     pub wa_id: &'a str,
+    /// The integration's Graph API ([`AppState::graph_for`]).
+    pub graph: &'a GraphClient,
 }
 
 /// The Cloud API body for a text part.
@@ -130,7 +132,7 @@ pub async fn send_part(
             .build(backend),
     )
     .await?;
-    match send_with_retries(state, dest, part).await {
+    match send_with_retries(dest, part).await {
         Ok(wamid) => {
             write_one(
                 db,
@@ -141,7 +143,8 @@ pub async fn send_part(
             )
             .await?;
             // Meta may have reported on the message before its send call returned.
-            crate::ingest::apply_stored_statuses(db, dest.tenant_id, &wamid).await?;
+            crate::ingest::apply_stored_statuses(db, dest.tenant_id, dest.integration_id, &wamid)
+                .await?;
             Ok(Ok(wamid))
         }
         Err(e) => {
@@ -180,7 +183,6 @@ pub async fn send_part(
 }
 
 async fn send_with_retries(
-    state: &AppState,
     dest: &Destination<'_>,
     part: &message::Model,
 ) -> Result<String, GraphError> {
@@ -188,8 +190,8 @@ async fn send_with_retries(
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {
-        match state
-            .graph()
+        match dest
+            .graph
             .send_message(dest.phone_number_id, dest.token, &body)
             .await
         {

@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 
 use super::outbox::{self, Destination, WHATSAPP_BODY};
 use super::tools::{self, Action, Context, ToolError};
+use crate::channels::whatsapp::graph::GraphClient;
 use crate::conversation::format::{WHATSAPP_TEXT_LIMIT, split, to_whatsapp};
 use crate::error::ApiResult;
 use crate::events::{Event, Level};
@@ -99,9 +100,11 @@ pub(super) struct Finish {
 }
 
 /// Where the turn's parts go, when the integration can send at all.
-pub(super) struct Sender {
+pub(super) struct Sender<'a> {
     pub phone_number_id: String,
     pub token: secrecy::SecretString,
+    /// The integration's Graph API (the sandbox has its own).
+    pub graph: std::borrow::Cow<'a, GraphClient>,
 }
 
 /// Runs the loop for turn `t`, on `base` (the prompt without tools), and returns the final
@@ -114,7 +117,7 @@ pub(super) async fn run(
     newest_wamid: Option<&str>,
     llm: &dyn LlmProvider,
     mut base: ChatRequest,
-    sender: Option<&Sender>,
+    sender: Option<&Sender<'_>>,
 ) -> ApiResult<Result<Finish, String>> {
     let db = state.store().db();
     let conversation_id = t.conversation_id.clone().unwrap_or_default();
@@ -198,8 +201,8 @@ pub(super) async fn run(
         flush(state, t, sender, first).await?;
         // A message clears "typing…"; the model is still at work, so show it again.
         if let (Some(s), Some(wamid)) = (sender, ctx.reply_to)
-            && let Err(e) = state
-                .graph()
+            && let Err(e) = s
+                .graph
                 .mark_read(&s.phone_number_id, &s.token, wamid, true)
                 .await
         {
@@ -215,7 +218,7 @@ async fn execute(
     ctx: &Context<'_>,
     calls: &[ToolCall],
     order: &[Segment],
-    sender: Option<&Sender>,
+    sender: Option<&Sender<'_>>,
 ) -> ApiResult<PendingRound> {
     let mut pending = PendingRound::default();
     for segment in order {
@@ -244,6 +247,7 @@ async fn execute(
                         )),
                         Some(s) => tools::resolve_media(
                             state,
+                            &s.graph,
                             &t.tenant_id,
                             &s.phone_number_id,
                             &s.token,
@@ -377,7 +381,7 @@ async fn refused<C: ConnectionTrait>(
 async fn flush(
     state: &AppState,
     t: &turn::Model,
-    sender: Option<&Sender>,
+    sender: Option<&Sender<'_>>,
     from: i32,
 ) -> ApiResult<()> {
     let Some(s) = sender else {
@@ -396,6 +400,7 @@ async fn flush(
         phone_number_id: &s.phone_number_id,
         token: &s.token,
         wa_id: &t.wa_id,
+        graph: &s.graph,
     };
     outbox::send_turn(state, &dest, &t.id, Some(parts)).await
 }

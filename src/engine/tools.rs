@@ -20,6 +20,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
+use crate::channels::whatsapp::graph::GraphClient;
 use crate::conversation::format::{WHATSAPP_TEXT_LIMIT, to_whatsapp};
 use crate::llm::provider::{ToolCall, ToolSpec};
 use crate::state::AppState;
@@ -763,6 +764,7 @@ async fn stored_file(
 /// file is checked against WhatsApp's type and size limits and uploaded to Meta's media API.
 pub async fn resolve_media(
     state: &AppState,
+    graph: &GraphClient,
     tenant_id: &str,
     phone_number_id: &str,
     token: &SecretString,
@@ -778,8 +780,7 @@ pub async fn resolve_media(
                 .clone()
                 .or(file.filename.clone())
                 .unwrap_or_else(|| "file".to_owned());
-            let id = state
-                .graph()
+            let id = graph
                 .upload_media(
                     phone_number_id,
                     token,

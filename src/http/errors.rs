@@ -8,8 +8,8 @@ use actix_web::middleware::ErrorHandlerResponse;
 
 use crate::error::{ApiError, ErrorCode};
 
-pub(super) async fn route_not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::NotFound, "no such route"))
+pub(super) fn route_not_found_response() -> actix_web::HttpResponse {
+    ApiError::new(ErrorCode::NotFound, "no such route").error_response()
 }
 
 /// Rewrites error responses that are not JSON yet into the error shape, keeping the status.
@@ -18,7 +18,8 @@ pub(super) fn normalize<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHa
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        // The dashboard's "not built" page is HTML on purpose.
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if is_json {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

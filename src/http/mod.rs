@@ -1,9 +1,11 @@
-//! The HTTP surface: the management API under `/api/v1`, health probes, and the docs.
+//! The HTTP surface: the management API under `/api/v1`, health probes, the docs, and the
+//! dashboard at `/`.
 //!
 //! [`app`] builds the actix `App` for one server worker thread; [`openapi_document`] builds the
 //! same routes without a server, to print or check the OpenAPI document.
 
 pub mod api;
+mod dashboard;
 mod errors;
 mod health;
 pub mod json;
@@ -61,7 +63,7 @@ pub fn app(
                 .finish()
         }),
     )
-    .default_service(web::to(errors::route_not_found))
+    .default_service(web::to(dashboard::serve))
 }
 
 /// Every route. Order matters: actix tries them in registration order, and the `/api/v1` scope

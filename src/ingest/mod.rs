@@ -462,11 +462,15 @@ pub async fn apply_status<C: ConnectionTrait>(
 pub async fn apply_stored_statuses<C: ConnectionTrait>(
     conn: &C,
     tenant_id: &str,
+    integration_id: &str,
     wamid: &str,
 ) -> Result<(), DbErr> {
     use crate::store::entities::message_status as ms;
+    // By integration and wamid, the leading columns of the table's unique key. The integration
+    // is the tenant's (the caller sends through it); a tenant filter here made SQLite walk all
+    // of the tenant's statuses instead.
     let stored = ms::Entity::find()
-        .filter(ms::Column::TenantId.eq(tenant_id))
+        .filter(ms::Column::IntegrationId.eq(integration_id))
         .filter(ms::Column::Wamid.eq(wamid))
         .all(conn)
         .await?;

@@ -188,7 +188,10 @@ pub async fn setup(state: &AppState, scope: &TenantScope, row: wi::Model) -> Api
             return Err(e);
         }
     };
-    let result = state.graph().phone_number(&phone_number_id, &token).await;
+    let result = state
+        .graph_for(&row)
+        .phone_number(&phone_number_id, &token)
+        .await;
     let id = row.id.clone();
     let mut am: wi::ActiveModel = row.into();
     am.updated_at = Set(now_ms());
@@ -334,6 +337,7 @@ pub async fn initiate(
         phone_number_id: &phone_number_id,
         token: &token,
         wa_id,
+        graph: &state.graph_for(row),
     };
     match crate::engine::outbox::send_part(state, &dest, &part).await? {
         Ok(_) => Ok(id),

@@ -143,6 +143,50 @@ pub async fn prune_finished<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> 
 /// it at the same time do no harm.
 const MAINTENANCE_SCHEDULE: &str = "0 * * * * *";
 
+/// Wakes an idle worker every `interval` to look for jobs.
+///
+/// apalis' own `IntervalStrategy` arms each next timer without polling it, so no waker is
+/// registered with it: a worker whose queue was empty at start could sleep until something else
+/// woke its task (in `parley serve`, the once-a-minute maintenance tick), leaving messages
+/// unanswered for up to a minute. This one polls every new timer at once, registering the waker.
+struct EveryInterval {
+    interval: std::time::Duration,
+    /// Created on first use: a tokio timer needs the runtime, which the builder may not have.
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl EveryInterval {
+    fn new(interval: std::time::Duration) -> Self {
+        Self {
+            interval,
+            sleep: None,
+        }
+    }
+}
+
+impl PollStrategy for EveryInterval {
+    fn poll_drive(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        _snapshot: &PollSnapshot,
+    ) -> std::task::Poll<Option<()>> {
+        use std::future::Future;
+        let interval = self.interval;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => {
+                sleep.as_mut().reset(tokio::time::Instant::now() + interval);
+                // Registers this task's waker with the next tick (it cannot be ready yet).
+                let _ = sleep.as_mut().poll(cx);
+                std::task::Poll::Ready(Some(()))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
 async fn maintenance(_tick: Tick, state: Data<AppState>) -> Result<(), BoxDynError> {
     let pruned = throttle::prune(state.store().db()).await?;
     if pruned > 0 {
@@ -197,7 +241,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
         crate::store::Pool::Sqlite(pool) => monitor.register(move |_| {
             let storage = apalis_sqlite::SqliteStorage::<InboundJob>::new(&pool)
                 .with_config(apalis_sqlite::Config::default().queue(INBOUND_QUEUE))
-                .poll_with_interval(POLL_INTERVAL);
+                .poll_with_strategy(EveryInterval::new(POLL_INTERVAL));
             WorkerBuilder::new(worker_name.clone())
                 .backend(storage)
                 .concurrency(concurrency)

@@ -306,3 +306,51 @@ async fn finished_jobs_are_pruned_after_an_hour_and_others_kept() {
         .collect();
     assert_eq!(left, ["new-done", "old-failed", "pending"]);
 }
+
+#[tokio::test]
+async fn the_engines_hot_lookups_use_their_indexes_on_sqlite() {
+    let db = TestDb::new().await;
+    let settings = test_settings(&db);
+    if !matches!(settings.database, parley::config::DatabaseUrl::Sqlite(_)) {
+        return;
+    }
+    let store = parley::store::Store::connect(&settings).await.unwrap();
+    store.migrate().await.unwrap();
+    // SQLite plans without statistics, so an index that only half fits can lose to walking a
+    // tenant's whole table in id order: each of these ran once per turn.
+    for (query, index) in [
+        (
+            "SELECT id FROM conversation WHERE tenant_id = 't' AND integration_id = 'i' \
+             AND wa_id = 'w' AND ended_at IS NULL ORDER BY id DESC LIMIT 1",
+            "conversation_integration_id_wa_id_id_idx",
+        ),
+        (
+            "SELECT id FROM message_status WHERE integration_id = 'i' AND wamid = 'w'",
+            "message_status_integration_id_wamid_status_key",
+        ),
+        (
+            "SELECT id FROM message WHERE tenant_id = 't' AND conversation_id = 'c' \
+             AND kind IN ('user', 'bot') ORDER BY id DESC LIMIT 500",
+            "message_conversation_id_idx",
+        ),
+        (
+            "SELECT id FROM inbound_message WHERE integration_id = 'i' AND wa_id = 'w' \
+             AND state = 'queued' AND turn_id IS NULL ORDER BY id LIMIT 20",
+            "inbound_message_integration_id_wa_id_idx",
+        ),
+    ] {
+        let plan = store
+            .db()
+            .query_all_raw(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {query}"),
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", "detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(plan.contains(index), "{query}\n{plan}");
+    }
+}

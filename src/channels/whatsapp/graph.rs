@@ -134,6 +134,15 @@ impl GraphClient {
         })
     }
 
+    /// The same client (and connection pool) for another Graph API base URL: a sandbox
+    /// integration's replies go to Parley's own Graph endpoint instead of Meta's.
+    pub fn with_base(&self, base: Url) -> Self {
+        Self {
+            base,
+            ..self.clone()
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!(
             "{}/{}/{}",

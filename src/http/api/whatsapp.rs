@@ -146,6 +146,8 @@ pub struct WhatsappIntegration {
     status: String,
     status_message: Option<String>,
     warnings: Vec<String>,
+    /// Parley: the tenant's built-in sandbox, where Parley plays Meta (see `/sandbox/*`).
+    sandbox: bool,
     created_at: i64,
     updated_at: i64,
 }
@@ -174,6 +176,7 @@ impl WhatsappIntegration {
             allow_from: m.allow_from,
             allow_unsigned: m.allow_unsigned,
             status_message: m.status_message,
+            sandbox: m.sandbox,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -300,6 +303,7 @@ async fn create(
         status: domain::status::NOT_VERIFIED.to_owned(),
         status_message: None,
         meta,
+        sandbox: false,
         created_at: now,
         updated_at: now,
     };

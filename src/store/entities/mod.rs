@@ -13,6 +13,7 @@ pub mod login_throttle;
 pub mod message;
 pub mod message_status;
 pub mod provider;
+pub mod sandbox_message;
 pub mod tenant;
 pub mod turn;
 pub mod user;

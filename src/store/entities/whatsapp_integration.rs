@@ -32,6 +32,8 @@ pub struct Model {
     pub status: String,
     pub status_message: Option<String>,
     pub meta: Json,
+    /// Parley's built-in sandbox: Parley plays Meta, replies go to its own Graph endpoint.
+    pub sandbox: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
