@@ -345,6 +345,13 @@ fn spawn_server(
             ("PARLEY_COALESCE_WINDOW_MS", "0"),
             ("PARLEY_WORKER_CONCURRENCY", "32"),
         ])
+        // `PARLEY_BENCH_SERVER_ENV="PARLEY_X=1 PARLEY_Y=2"` tries server settings.
+        .envs(
+            std::env::var("PARLEY_BENCH_SERVER_ENV")
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|kv| kv.split_once('=')),
+        )
         .arg("serve")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -32,6 +32,7 @@ struct Inner {
     /// Keeps floods of rejected webhooks out of the event log.
     webhook_events: EventLimiter,
     sessions: Sessions,
+    bot_cache: crate::engine::bot_cache::BotCache,
     /// For model vendors: no total timeout here, each call sets its own.
     llm_http: reqwest::Client,
     /// Names this process in lane leases.
@@ -69,6 +70,7 @@ impl AppState {
             callbacks: CallbackCache::default(),
             webhook_events: EventLimiter::new(std::time::Duration::from_secs(10)),
             sessions: Sessions::new(redis.clone()),
+            bot_cache: Default::default(),
             llm_http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(5))
                 .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
@@ -125,6 +127,11 @@ impl AppState {
 
     pub fn sessions(&self) -> &Sessions {
         &self.0.sessions
+    }
+
+    /// Bots and their model clients, kept briefly for the engine.
+    pub fn bot_cache(&self) -> &crate::engine::bot_cache::BotCache {
+        &self.0.bot_cache
     }
 
     pub fn llm_http(&self) -> &reqwest::Client {

@@ -14,6 +14,7 @@
 //! each tool round is stored (and its messages sent) within `prompted`, and a resumed turn
 //! continues after the last stored round ([`tool_loop`] explains why nothing is sent twice).
 
+pub mod bot_cache;
 pub mod lane;
 pub mod outbox;
 pub mod session;
@@ -44,7 +45,7 @@ use crate::llm::provider::{
 };
 use crate::state::AppState;
 use crate::store::entities::{
-    bot, contact, inbound_message as inbound, message, provider, turn, whatsapp_integration as wi,
+    contact, inbound_message as inbound, message, provider, turn, whatsapp_integration as wi,
 };
 use crate::time::now_ms;
 
@@ -815,13 +816,9 @@ async fn model_request(
     current: &[String],
 ) -> Result<(Arc<dyn LlmProvider>, ChatRequest), String> {
     let conversation_id = t.conversation_id.as_deref().unwrap_or_default();
-    let scope = state.store().scope(&t.tenant_id);
-    let bot = scope
-        .find::<bot::Entity>(bot_id)
-        .await
-        .map_err(|_| "the linked bot no longer exists".to_owned())?;
-    let (llm, default_model) =
-        resolve_provider(state, &t.tenant_id, bot.provider_id.as_deref()).await?;
+    let cached = state.bot_cache().get(state, &t.tenant_id, bot_id).await?;
+    let bot = &cached.bot;
+    let (llm, default_model) = cached.llm.clone()?;
     let model_string = bot
         .model
         .clone()

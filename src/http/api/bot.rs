@@ -348,6 +348,8 @@ async fn update(
     }
     am.updated_at = Set(now_ms());
     am.update(auth.scope().db()).await?;
+    // The engine must answer with the new settings from the next turn on.
+    state.bot_cache().clear();
     Ok(HttpResponse::Ok().json(IdResponse { id }))
 }
 

@@ -429,6 +429,8 @@ async fn update(
     }
     am.updated_at = Set(now_ms());
     am.update(auth.scope().db()).await?;
+    // The engine must use the new endpoint and key from the next turn on.
+    state.bot_cache().clear();
     Ok(HttpResponse::Ok().json(IdResponse { id }))
 }
 
