@@ -12,6 +12,7 @@ mod m20261122_000002_create_management;
 mod m20261122_000003_create_ingest;
 mod m20261122_000004_create_engine;
 mod m20261122_000005_create_files;
+mod m20261122_000006_add_turn_tool_rounds;
 mod m20261122_000007_create_sandbox;
 mod m20261122_000008_index_hot_paths;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_ingest::Migration),
             Box::new(m20261122_000004_create_engine::Migration),
             Box::new(m20261122_000005_create_files::Migration),
+            Box::new(m20261122_000006_add_turn_tool_rounds::Migration),
             Box::new(m20261122_000007_create_sandbox::Migration),
             Box::new(m20261122_000008_index_hot_paths::Migration),
         ]

@@ -51,6 +51,7 @@ struct Raw {
     history_tokens: u32,
     llm_timeout_secs: u64,
     llm_max_retries: u32,
+    tool_rounds: u32,
     apology_text: String,
     lane_lease_secs: u64,
     run_workers: bool,
@@ -143,6 +144,10 @@ pub struct Settings {
     /// `PARLEY_LLM_MAX_RETRIES`: retries of a model call on 429, 5xx, overload and timeouts.
     /// Default 2.
     pub llm_max_retries: u32,
+    /// `PARLEY_TOOL_ROUNDS`: how many times in one turn the model may call its WhatsApp tools
+    /// (buttons, lists, locations, media...) and see their results before it must answer in
+    /// text. 0 offers no tools. Default 4.
+    pub tool_rounds: u32,
     /// `PARLEY_APOLOGY_TEXT`: what the user gets when the model fails for a turn.
     pub apology_text: String,
     /// `PARLEY_LANE_LEASE_SECS`: how long a worker's hold on a contact lasts without renewal
@@ -356,6 +361,9 @@ impl Settings {
         if raw.llm_max_retries > 10 {
             return Err(invalid("llm_max_retries", "must be at most 10"));
         }
+        if raw.tool_rounds > 16 {
+            return Err(invalid("tool_rounds", "must be at most 16"));
+        }
         let apology = raw.apology_text.trim();
         if apology.is_empty() || apology.chars().count() > 1000 {
             return Err(invalid("apology_text", "must be 1 to 1000 characters"));
@@ -418,6 +426,7 @@ impl Settings {
             history_tokens: raw.history_tokens,
             llm_timeout: Duration::from_secs(raw.llm_timeout_secs),
             llm_max_retries: raw.llm_max_retries,
+            tool_rounds: raw.tool_rounds,
             apology_text: raw.apology_text,
             lane_lease: Duration::from_secs(raw.lane_lease_secs),
             run_workers: raw.run_workers,
@@ -553,6 +562,7 @@ mod tests {
         );
         assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(s.signup, Signup::Open);
+        assert_eq!(s.tool_rounds, 4);
     }
 
     #[test]
@@ -578,6 +588,7 @@ mod tests {
                 "PARLEY_MEDIA_IMAGE_MAX_BYTES",
             ),
             ("document_text_chars", "-1", "PARLEY_DOCUMENT_TEXT_CHARS"),
+            ("tool_rounds", "17", "PARLEY_TOOL_ROUNDS"),
         ];
         for (key, value, name) in cases {
             let err = load(&[(key, value)]).err().map(|e| e.to_string());

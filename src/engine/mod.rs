@@ -10,7 +10,9 @@
 //! where it stopped without answering twice:
 //! `started` (messages claimed) → `prompted` (user messages and session stored) → `replied`
 //! (reply parts stored) → `done`. The model is called between `prompted` and `replied`; if the
-//! process dies there, the call is simply made again.
+//! process dies there, the call is simply made again. When the model calls its WhatsApp tools,
+//! each tool round is stored (and its messages sent) within `prompted`, and a resumed turn
+//! continues after the last stored round ([`tool_loop`] explains why nothing is sent twice).
 //!
 //! What a message becomes for the model (media downloaded and stored, voice transcribed,
 //! structured messages spelled out, reactions recorded instead of answered) is
@@ -21,6 +23,8 @@ pub mod input;
 pub mod lane;
 pub mod outbox;
 pub mod session;
+pub mod tool_loop;
+pub mod tools;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -239,6 +243,7 @@ async fn claim(
         conversation_id: Set(None),
         state: Set("started".to_owned()),
         error: Set(None),
+        tool_rounds: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -464,10 +469,10 @@ async fn prompt_in(
     let canned = input::canned_reply(&prepared, integration.attachments);
     let next_state = if reset {
         state.sessions().end(txn, &key).await?;
-        store_parts(txn, &t, &conversation.id, &[reset_confirmation()], None).await?;
+        store_parts(txn, &t, &conversation.id, 0, &[reset_confirmation()], None).await?;
         "replied"
     } else if let Some(text) = canned {
-        store_parts(txn, &t, &conversation.id, &[text], None).await?;
+        store_parts(txn, &t, &conversation.id, 0, &[text], None).await?;
         "replied"
     } else {
         "prompted"
@@ -530,7 +535,9 @@ async fn upsert_contact<C: ConnectionTrait>(
         .one(conn)
         .await?;
     if let Some(c) = existing {
-        if name.is_some() && c.name.as_deref() != name {
+        let collected =
+            c.meta.get(tools::NAME_SOURCE).and_then(Value::as_str) == Some(tools::NAME_COLLECTED);
+        if name.is_some() && c.name.as_deref() != name && !collected {
             let id = c.id.clone();
             let mut am: contact::ActiveModel = c.into();
             am.name = Set(name.map(str::to_owned));
@@ -575,11 +582,13 @@ async fn advance<C: ConnectionTrait>(
     Ok(am.update(conn).await?)
 }
 
-/// Stores the reply parts of a turn, before any is sent (the outbox), and returns them.
+/// Stores the reply parts of a turn, numbered from `first` (after the parts its tool rounds
+/// sent), before any is sent (the outbox), and returns them.
 async fn store_parts<C: ConnectionTrait>(
     conn: &C,
     t: &turn::Model,
     conversation_id: &str,
+    first: i32,
     parts: &[String],
     usage: Option<(u32, u32)>,
 ) -> ApiResult<Vec<message::Model>> {
@@ -602,7 +611,7 @@ async fn store_parts<C: ConnectionTrait>(
             wamid: None,
             inbound_id: None,
             turn_id: Some(t.id.clone()),
-            part: Some(i as i32),
+            part: Some(first + i as i32),
             delivery_status: Some("pending".to_owned()),
             error_code: None,
             error_title: None,
@@ -664,31 +673,35 @@ async fn reply(
                 .await?
         }
     };
+    let newest_wamid = claimed.map(|c| c.newest_wamid.as_str());
     // "Typing…" and the model call run side by side: the indicator must not delay the answer.
-    let (_, answer) = tokio::join!(
-        show_typing(
-            state,
-            integration,
-            &t,
-            claimed.map(|c| c.newest_wamid.as_str())
-        ),
-        async {
-            match integration.bot_id.as_deref() {
-                None => Err("no bot is linked to the integration".to_owned()),
-                Some(bot_id) => ask_model(state, &t, bot_id, &conversation_id, &current).await,
-            }
+    let (_, answer) = tokio::join!(show_typing(state, integration, &t, newest_wamid), async {
+        match integration.bot_id.as_deref() {
+            None => Ok(Err("no bot is linked to the integration".to_owned())),
+            Some(bot_id) => ask_model(state, integration, &t, bot_id, &current, newest_wamid).await,
         }
-    );
+    });
+    let answer = answer?;
     let txn = crate::store::begin_write(db).await?;
     let parts = match answer {
-        Ok((text, usage)) => {
-            let parts = split(&to_whatsapp(&text), WHATSAPP_TEXT_LIMIT);
-            let parts = if parts.is_empty() {
+        Ok(end) => {
+            let parts = split(&to_whatsapp(&end.text), WHATSAPP_TEXT_LIMIT);
+            // An empty answer after tool messages needs no filler; with nothing else it does.
+            let parts = if parts.is_empty() && !end.said_something {
                 vec!["…".to_owned()]
             } else {
                 parts
             };
-            store_parts(&txn, &t, &conversation_id, &parts, Some(usage)).await?
+            let usage = (end.usage.input_tokens, end.usage.output_tokens);
+            store_parts(
+                &txn,
+                &t,
+                &conversation_id,
+                end.next_part,
+                &parts,
+                Some(usage),
+            )
+            .await?
         }
         Err(why) => {
             Event::new(
@@ -701,10 +714,14 @@ async fn reply(
             .conversation(&conversation_id)
             .record(&txn, &t.tenant_id)
             .await?;
+            // After tool rounds (stored in this run or an earlier one), the apology follows what
+            // they sent.
+            let first = tool_loop::next_part(&txn, &t.id).await?;
             store_parts(
                 &txn,
                 &t,
                 &conversation_id,
+                first,
                 &[state.settings().apology_text.clone()],
                 None,
             )
@@ -761,13 +778,50 @@ fn user_hash(tenant_id: &str, wa_id: &str) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
+/// Asks the bot's model, through the tool loop. The inner error is why the model could not
+/// answer (the turn gets the apology); the outer one a storage failure (the turn is retried).
 async fn ask_model(
+    state: &AppState,
+    integration: &wi::Model,
+    t: &turn::Model,
+    bot_id: &str,
+    current: &[String],
+    newest_wamid: Option<&str>,
+) -> ApiResult<Result<tool_loop::Finish, String>> {
+    let request = match model_request(state, t, bot_id, current).await {
+        Ok(r) => r,
+        Err(why) => return Ok(Err(why)),
+    };
+    let (llm, request) = request;
+    let token = crate::integrations::whatsapp::access_token(state, integration)?;
+    let sender = match (&integration.phone_number_id, token) {
+        (Some(phone), Some(token)) => Some(tool_loop::Sender {
+            phone_number_id: phone.clone(),
+            token,
+            graph: state.graph_for(integration),
+        }),
+        _ => None,
+    };
+    tool_loop::run(
+        state,
+        t,
+        integration.contact_collection,
+        newest_wamid,
+        llm.as_ref(),
+        request,
+        sender.as_ref(),
+    )
+    .await
+}
+
+/// The bot's provider and the prompt: backstory, history and the turn's messages.
+async fn model_request(
     state: &AppState,
     t: &turn::Model,
     bot_id: &str,
-    conversation_id: &str,
     current: &[String],
-) -> Result<(String, (u32, u32)), String> {
+) -> Result<(Arc<dyn LlmProvider>, ChatRequest), String> {
+    let conversation_id = t.conversation_id.as_deref().unwrap_or_default();
     let cached = state.bot_cache().get(state, &t.tenant_id, bot_id).await?;
     let bot = &cached.bot;
     let (llm, default_model) = cached.llm.clone()?;
@@ -779,10 +833,10 @@ async fn ask_model(
     let mut model: ModelSpec = model_string
         .parse()
         .map_err(|e: crate::llm::model::ModelError| e.to_string())?;
-    let vision = input::vision(state, &bot).await;
+    let vision = input::vision(state, bot).await;
     let (messages, has_images) = history(
         state,
-        &t.tenant_id,
+        t,
         conversation_id,
         current,
         &model,
@@ -801,17 +855,14 @@ async fn ask_model(
         system: bot.backstory.clone().filter(|b| !b.trim().is_empty()),
         messages,
         tools: Vec::new(),
+        tool_choice: crate::llm::provider::ToolChoice::Auto,
         metadata: RequestMetadata {
             conversation_id: conversation_id.to_owned(),
             user_hash: user_hash(&t.tenant_id, &t.wa_id),
         },
         stream: true,
     };
-    let response = llm.chat(&request).await.map_err(|e| e.to_string())?;
-    Ok((
-        response.text,
-        (response.usage.input_tokens, response.usage.output_tokens),
-    ))
+    Ok((llm, request))
 }
 
 pub(crate) async fn resolve_provider(
@@ -892,12 +943,13 @@ pub(crate) async fn resolve_provider(
 /// messages (which are never dropped).
 async fn history(
     state: &AppState,
-    tenant_id: &str,
+    t: &turn::Model,
     conversation_id: &str,
     current: &[String],
     model: &ModelSpec,
     images: bool,
 ) -> ApiResult<(Vec<ChatMessage>, bool)> {
+    let tenant_id = t.tenant_id.as_str();
     let db = state.store().db();
     let rows = message::Entity::find()
         .filter(message::Column::TenantId.eq(tenant_id))
@@ -915,6 +967,10 @@ async fn history(
     let mut past = Vec::new();
     let mut has_images = false;
     for m in rows {
+        // What this turn's tool rounds already sent is replayed by the tool loop, in place.
+        if m.turn_id.as_deref() == Some(t.id.as_str()) {
+            continue;
+        }
         let is_current = m.inbound_id.as_ref().is_some_and(|i| current.contains(i));
         if is_current {
             // The current turn's messages with their images (stored text for the rest).

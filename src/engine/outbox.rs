@@ -47,6 +47,23 @@ pub fn text_body(to: &str, text: &str) -> serde_json::Value {
     })
 }
 
+/// The Cloud API body a stored part goes out as: a text part as text; a part a tool made
+/// (buttons, a list, a location, media, a reaction) as the body the tool built, kept in the
+/// part's `meta.whatsapp` so that the conversation's message list shows what was sent.
+pub fn part_body(to: &str, part: &message::Model) -> serde_json::Value {
+    match part.meta.get(WHATSAPP_BODY) {
+        Some(body @ serde_json::Value::Object(_)) => {
+            let mut body = body.clone();
+            body["to"] = json!(to);
+            body
+        }
+        _ => text_body(to, &part.text),
+    }
+}
+
+/// The key of a part's `meta` that holds the Cloud API body of a non-text part.
+pub const WHATSAPP_BODY: &str = "whatsapp";
+
 /// Sends the pending parts of `turn_id` in order. Stops at the first part that fails for good:
 /// what follows it would fail the same way or make no sense alone. `stored` are the parts just
 /// stored by this worker, when it has them; otherwise (a resumed turn) they are read.
@@ -169,7 +186,7 @@ async fn send_with_retries(
     dest: &Destination<'_>,
     part: &message::Model,
 ) -> Result<String, GraphError> {
-    let body = text_body(dest.wa_id, &part.text);
+    let body = part_body(dest.wa_id, part);
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {

@@ -19,8 +19,9 @@ use tracing::Instrument as _;
 use super::provider::{
     AttemptError, BODY_LIMIT, CONVERSATION_HEADER, ChatMessage, ChatRequest, ChatResponse,
     ContentPart, FinishReason, LlmError, LlmProvider, ProviderConfig, ProviderKind, RetryPolicy,
-    Role, ToolCall, Usage, VendorError, call_span, conversation_header, f32_json, is_json,
-    log_outcome, parse_arguments, parse_json, read_body, send, stream_error, with_retries,
+    Role, Segment, ToolCall, ToolChoice, Usage, VendorError, call_span, conversation_header,
+    f32_json, is_json, log_outcome, parse_arguments, parse_json, read_body, send, stream_error,
+    with_retries,
 };
 use super::sse::{Flow, for_each_event};
 
@@ -147,6 +148,9 @@ pub(crate) fn request_body(req: &ChatRequest) -> Result<Value, LlmError> {
             })
             .collect();
         body.insert("tools".into(), Value::Array(tools));
+        if req.tool_choice == ToolChoice::None {
+            body.insert("tool_choice".into(), json!({"type": "none"}));
+        }
     }
     if !req.metadata.user_hash.is_empty() {
         body.insert(
@@ -335,24 +339,44 @@ impl Message {
     fn into_response(self) -> Result<ChatResponse, AttemptError> {
         let mut text = String::new();
         let mut tool_calls = Vec::new();
+        let mut order = Vec::new();
         for block in self.content {
             match block {
-                Block::Text { text: t } => text.push_str(&t),
-                Block::ToolUse { id, name, input } => tool_calls.push(ToolCall {
-                    id,
-                    name,
-                    arguments: if input.is_null() { json!({}) } else { input },
-                }),
+                Block::Text { text: t } => {
+                    text.push_str(&t);
+                    push_text(&mut order, t);
+                }
+                Block::ToolUse { id, name, input } => {
+                    order.push(Segment::Call(tool_calls.len()));
+                    tool_calls.push(ToolCall {
+                        id,
+                        name,
+                        arguments: if input.is_null() { json!({}) } else { input },
+                    });
+                }
                 Block::Other => {}
             }
         }
         Ok(ChatResponse {
             text,
             tool_calls,
+            order,
             usage: self.usage.total(),
             finish: finish_reason(self.stop_reason.as_deref()),
             model: self.model,
         })
+    }
+}
+
+/// Adds a text block to the order, joined to a text block right before it (the text of one
+/// answer is one message until a call comes between).
+fn push_text(order: &mut Vec<Segment>, text: String) {
+    if text.is_empty() {
+        return;
+    }
+    match order.last_mut() {
+        Some(Segment::Text(last)) => last.push_str(&text),
+        _ => order.push(Segment::Text(text)),
     }
 }
 
@@ -516,29 +540,37 @@ impl StreamState {
         }
         let mut text = String::new();
         let mut tool_calls = Vec::new();
+        let mut order = Vec::new();
         for block in self.blocks.into_values() {
             match block {
-                PartialBlock::Text(t) => text.push_str(&t),
+                PartialBlock::Text(t) => {
+                    text.push_str(&t);
+                    push_text(&mut order, t);
+                }
                 PartialBlock::ToolUse {
                     id,
                     name,
                     initial,
                     json,
-                } => tool_calls.push(ToolCall {
-                    id,
-                    name,
-                    arguments: if json.is_empty() && initial.is_object() {
-                        initial
-                    } else {
-                        parse_arguments(json)
-                    },
-                }),
+                } => {
+                    order.push(Segment::Call(tool_calls.len()));
+                    tool_calls.push(ToolCall {
+                        id,
+                        name,
+                        arguments: if json.is_empty() && initial.is_object() {
+                            initial
+                        } else {
+                            parse_arguments(json)
+                        },
+                    });
+                }
                 PartialBlock::Other => {}
             }
         }
         Ok(ChatResponse {
             text,
             tool_calls,
+            order,
             usage: self.usage.total(),
             finish: finish_reason(self.stop_reason.as_deref()),
             model: self.model,
@@ -784,12 +816,86 @@ mod tests {
                 description: "Weather by city".into(),
                 parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
             }],
+            tool_choice: ToolChoice::Auto,
             metadata: RequestMetadata {
                 conversation_id: "cnv_01ABC".into(),
                 user_hash: "u_9f86d0".into(),
             },
             stream,
         }
+    }
+
+    #[tokio::test]
+    async fn interleaved_text_and_tool_use_keep_their_order_both_ways() {
+        let ev = |data: Value| {
+            format!(
+                "event: {}\ndata: {data}\n\n",
+                data["type"].as_str().unwrap()
+            )
+        };
+        let blocks = [
+            json!({"type": "text", "text": "Let me look."}),
+            json!({"type": "tool_use", "id": "toolu_a", "name": "report_progress", "input": {"text": "…"}}),
+            json!({"type": "text", "text": "Pick one:"}),
+            json!({"type": "tool_use", "id": "toolu_b", "name": "send_buttons", "input": {}}),
+        ];
+        let message = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "content": blocks, "stop_reason": "tool_use", "usage": {"input_tokens": 5, "output_tokens": 9}});
+        let want = vec![
+            Segment::Text("Let me look.".into()),
+            Segment::Call(0),
+            Segment::Text("Pick one:".into()),
+            Segment::Call(1),
+        ];
+        let r = chat_once(
+            ResponseTemplate::new(200).set_body_json(message.clone()),
+            false,
+        )
+        .await;
+        assert_eq!(r.order, want);
+        assert_eq!(r.text, "Let me look.Pick one:");
+        let mut sse = ev(
+            json!({"type": "message_start", "message": {"model": "claude", "usage": {"input_tokens": 5}}}),
+        );
+        for (i, b) in blocks.iter().enumerate() {
+            let start = if b["type"] == "text" {
+                json!({"type": "text", "text": ""})
+            } else {
+                json!({"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}})
+            };
+            sse.push_str(&ev(
+                json!({"type": "content_block_start", "index": i, "content_block": start}),
+            ));
+            let delta = if b["type"] == "text" {
+                json!({"type": "text_delta", "text": b["text"]})
+            } else {
+                json!({"type": "input_json_delta", "partial_json": b["input"].to_string()})
+            };
+            sse.push_str(&ev(
+                json!({"type": "content_block_delta", "index": i, "delta": delta}),
+            ));
+            sse.push_str(&ev(json!({"type": "content_block_stop", "index": i})));
+        }
+        sse.push_str(&ev(json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}})));
+        sse.push_str(&ev(json!({"type": "message_stop"})));
+        let r = chat_once(
+            ResponseTemplate::new(200).set_body_raw(sse, "text/event-stream"),
+            true,
+        )
+        .await;
+        assert_eq!(r.order, want);
+        assert_eq!(r.tool_calls[0].arguments, json!({"text": "…"}));
+    }
+
+    #[tokio::test]
+    async fn tool_choice_none_is_sent_as_anthropics_none_type() {
+        let server = serve(sse_ok("stream_text.sse")).await;
+        let mut req = full_request(true);
+        req.tool_choice = ToolChoice::None;
+        provider(cfg(&server)).chat(&req).await.unwrap();
+        let body: Value = serde_json::from_slice(&requests(&server).await[0].body).unwrap();
+        assert_eq!(body["tool_choice"], json!({"type": "none"}));
+        assert!(body["tools"].is_array(), "the tools stay defined");
     }
 
     #[tokio::test]

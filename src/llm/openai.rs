@@ -18,9 +18,9 @@ use tracing::Instrument as _;
 use super::provider::{
     AttemptError, BODY_LIMIT, CONVERSATION_HEADER, ChatMessage, ChatRequest, ChatResponse,
     ContentPart, FinishReason, LlmError, LlmProvider, ProviderConfig, ProviderKind, RetryPolicy,
-    Role, ToolCall, Usage, VendorError, call_span, conversation_header, f32_json, is_json,
-    joined_text, log_outcome, parse_arguments, parse_json, read_body, send, stream_error,
-    with_retries,
+    Role, Segment, ToolCall, ToolChoice, Usage, VendorError, call_span, conversation_header,
+    f32_json, is_json, joined_text, log_outcome, parse_arguments, parse_json, read_body, send,
+    stream_error, with_retries,
 };
 use super::sse::{Flow, for_each_event};
 
@@ -134,6 +134,9 @@ pub(crate) fn request_body(req: &ChatRequest) -> Result<Value, LlmError> {
             })
             .collect();
         body.insert("tools".into(), Value::Array(tools));
+        if req.tool_choice == ToolChoice::None {
+            body.insert("tool_choice".into(), json!("none"));
+        }
     }
     if !req.metadata.user_hash.is_empty() {
         body.insert("user".into(), json!(req.metadata.user_hash));
@@ -344,9 +347,16 @@ fn assemble(
         None if !tool_calls.is_empty() => FinishReason::ToolCalls,
         None => FinishReason::Other("none".into()),
     };
+    let text = if content.is_empty() { refusal } else { content };
+    let mut order = Vec::new();
+    if !text.is_empty() {
+        order.push(Segment::Text(text.clone()));
+    }
+    order.extend((0..tool_calls.len()).map(Segment::Call));
     ChatResponse {
-        text: if content.is_empty() { refusal } else { content },
+        text,
         tool_calls,
+        order,
         usage,
         finish,
         model,
@@ -848,12 +858,33 @@ mod tests {
                 description: "Weather by city".into(),
                 parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
             }],
+            tool_choice: ToolChoice::Auto,
             metadata: RequestMetadata {
                 conversation_id: "cnv_01ABC".into(),
                 user_hash: "u_9f86d0".into(),
             },
             stream,
         }
+    }
+
+    #[tokio::test]
+    async fn text_comes_before_the_calls_and_tool_choice_none_is_sent() {
+        let r = chat_once(sse_ok("chat_stream_multiple_tool_calls.sse"), true).await;
+        let calls: Vec<Segment> = (0..r.tool_calls.len()).map(Segment::Call).collect();
+        let mut want = Vec::new();
+        if !r.text.is_empty() {
+            want.push(Segment::Text(r.text.clone()));
+        }
+        want.extend(calls);
+        assert_eq!(r.order, want);
+        assert!(r.order.len() >= 2);
+
+        let server = serve(sse_ok("chat_stream_text.sse")).await;
+        let mut req = full_request(true);
+        req.tool_choice = ToolChoice::None;
+        provider(cfg(&server)).chat(&req).await.unwrap();
+        let body: Value = serde_json::from_slice(&requests(&server).await[0].body).unwrap();
+        assert_eq!(body["tool_choice"], "none");
     }
 
     #[tokio::test]

@@ -137,6 +137,24 @@ pub struct ToolSpec {
     pub parameters: serde_json::Value,
 }
 
+/// Whether the model may call the request's tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolChoice {
+    /// The model decides (the vendors' default, so nothing is sent).
+    #[default]
+    Auto,
+    /// Text only: OpenAI's `"none"`, Anthropic's `{"type": "none"}`.
+    None,
+}
+
+/// A piece of an answer, in the order the model produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    Text(String),
+    /// The call at this index of [`ChatResponse::tool_calls`].
+    Call(usize),
+}
+
 /// Sent to the vendor for its abuse audits, and to us in its logs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RequestMetadata {
@@ -153,6 +171,9 @@ pub struct ChatRequest {
     pub system: Option<String>,
     pub messages: Vec<ChatMessage>,
     pub tools: Vec<ToolSpec>,
+    /// Whether the model may call the tools. [`ToolChoice::None`] keeps them defined (a history
+    /// with tool calls needs them on Anthropic) but makes the model answer in text.
+    pub tool_choice: ToolChoice,
     pub metadata: RequestMetadata,
     /// Stream the answer. The caller still gets one [`ChatResponse`]; streaming only changes
     /// the wire, which keeps a slow generation from tripping idle timeouts in proxies.
@@ -185,6 +206,10 @@ pub enum FinishReason {
 pub struct ChatResponse {
     pub text: String,
     pub tool_calls: Vec<ToolCall>,
+    /// Text and calls in the order the model produced them. OpenAI gives its text before its
+    /// calls; Anthropic's content blocks can interleave them ("I'll check…", a call, "and…", a
+    /// call), and the engine sends a turn's messages in that order.
+    pub order: Vec<Segment>,
     pub usage: Usage,
     pub finish: FinishReason,
     /// The model that answered, as the vendor names it (often a dated snapshot of the one asked).
@@ -827,6 +852,7 @@ pub(crate) mod test_support {
                 "What's the weather like in San Francisco?",
             )],
             tools: Vec::new(),
+            tool_choice: ToolChoice::Auto,
             metadata: RequestMetadata {
                 conversation_id: "cnv_01TEST".to_owned(),
                 user_hash: "u_5f2b".to_owned(),

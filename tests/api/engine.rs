@@ -87,6 +87,29 @@ pub async fn env(
 ) -> Env {
     let graph = MockServer::start().await;
     let llm = MockServer::start().await;
+    mount_graph(&graph).await;
+    let uri = graph.uri();
+    let app = spawn_app_with(|s| {
+        s.whatsapp_graph_url = uri.parse().unwrap();
+        s.coalesce_window = Duration::from_millis(30);
+        s.llm_timeout = Duration::from_secs(5);
+        s.llm_max_retries = 0;
+        configure(s);
+    })
+    .await;
+    let (ana, bot, integration) = bot_setup(&app, provider_type, &llm.uri()).await;
+    Env {
+        app,
+        graph,
+        llm,
+        ana,
+        integration,
+        bot,
+    }
+}
+
+/// Graph's send endpoint: read receipts succeed, messages get a fresh wamid.
+pub async fn mount_graph(graph: &MockServer) {
     Mock::given(method("POST"))
         .and(path(format!("/v23.0/{PHONE}/messages")))
         .respond_with(move |req: &Request| {
@@ -101,21 +124,21 @@ pub async fn env(
                 "messages": [{"id": format!("wamid.out.{n}")}]
             }))
         })
-        .mount(&graph)
+        .mount(graph)
         .await;
-    let uri = graph.uri();
-    let app = spawn_app_with(|s| {
-        s.whatsapp_graph_url = uri.parse().unwrap();
-        s.coalesce_window = Duration::from_millis(30);
-        s.llm_timeout = Duration::from_secs(5);
-        s.llm_max_retries = 0;
-        configure(s);
-    })
-    .await;
+}
+
+/// A tenant with a provider of `provider_type` at `llm_uri`, a bot on it and an integration
+/// (contact collection on) linked to the bot: `(owner, bot id, integration id)`.
+pub async fn bot_setup(
+    app: &TestApp,
+    provider_type: &str,
+    llm_uri: &str,
+) -> (Account, String, String) {
     let ana = app.signup("Ana").await;
     let base = match provider_type {
-        "anthropic" => llm.uri(),
-        _ => format!("{}/v1", llm.uri()),
+        "anthropic" => llm_uri.to_owned(),
+        _ => format!("{llm_uri}/v1"),
     };
     let provider: Value = app
         .post(
@@ -149,14 +172,7 @@ pub async fn env(
             json!({"appSecret": SECRET, "phoneNumberId": PHONE, "accessToken": "EAAG-token", "botId": bot, "contactCollection": true}),
         )
         .await;
-    Env {
-        app,
-        graph,
-        llm,
-        ana,
-        integration,
-        bot,
-    }
+    (ana, bot, integration)
 }
 
 pub fn text_webhook(wamid: &str, from: &str, text: &str) -> Vec<u8> {

@@ -21,6 +21,7 @@ mod secrets;
 mod storage;
 mod tenancy;
 mod tokens;
+mod tools;
 mod unauthenticated;
 mod webhooks;
 mod whatsapp;

@@ -154,7 +154,16 @@ async fn the_sandbox_phone_chats_with_the_bot_through_the_real_callback() {
         out_texts(&e).await.len() == 2
     })
     .await;
-    assert_eq!(out_texts(&e).await[1], "echo: Yes please");
+    // The model reads the tap with the button's title and id, and what it answered.
+    let reply = &out_texts(&e).await[1];
+    assert!(
+        reply.contains(r#"tapped the button "Yes please" (id: opt_yes)"#),
+        "{reply}"
+    );
+    assert!(
+        reply.contains("replying to: \"echo: hello sandbox\""),
+        "{reply}"
+    );
 }
 
 #[tokio::test]

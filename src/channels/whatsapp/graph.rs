@@ -150,6 +150,11 @@ struct SentMessage {
     id: String,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+struct UploadResponse {
+    id: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct GraphClient {
     http: reqwest::Client,
@@ -222,6 +227,32 @@ impl GraphClient {
             .next()
             .map(|m| m.id)
             .ok_or(GraphError::Unexpected { status: 200 })
+    }
+
+    /// Uploads a file to Meta's media API (`POST /{phone-number-id}/media`, multipart) and
+    /// returns its media id, which a message can then send as `{"id": ...}`. Meta keeps it for
+    /// 30 days.
+    pub async fn upload_media(
+        &self,
+        phone_number_id: &str,
+        token: &SecretString,
+        mime_type: &str,
+        filename: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, GraphError> {
+        let boundary = format!("parley-{}", uuid::Uuid::new_v4().simple());
+        let body = multipart_body(&boundary, mime_type, filename, &bytes);
+        let req = self
+            .http
+            .post(self.url(&format!("{}/media", urlencode(phone_number_id))))
+            .bearer_auth(token.expose_secret())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
+        let res: UploadResponse = self.call(req).await?;
+        Ok(res.id)
     }
 
     /// Marks an inbound message read and, with `typing`, shows the typing indicator to the user
@@ -387,6 +418,44 @@ impl GraphClient {
     }
 }
 
+/// A `multipart/form-data` body with the fields Meta's media upload wants. Built by hand: it is
+/// three fields, and reqwest's multipart support would pull in more dependencies for them.
+fn multipart_body(boundary: &str, mime_type: &str, filename: &str, bytes: &[u8]) -> Vec<u8> {
+    // Quotes and line breaks would end the header value early.
+    let safe_name: String = filename
+        .chars()
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let safe_mime: String = mime_type.chars().filter(|c| !c.is_control()).collect();
+    let mut body = Vec::with_capacity(bytes.len() + 512);
+    for (name, value) in [
+        ("messaging_product", "whatsapp"),
+        ("type", safe_mime.as_str()),
+    ] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe_name}\"\r\nContent-Type: {safe_mime}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
 /// Ids go into URL paths; anything but digits and letters is escaped.
 fn urlencode(segment: &str) -> String {
     url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
@@ -402,6 +471,76 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    }
+
+    #[tokio::test]
+    async fn upload_media_posts_multipart_and_returns_the_media_id() {
+        use wiremock::matchers::{header, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v23.0/1065/media"))
+            .and(header("authorization", "Bearer EAAG-token"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"id": "4490709327384033"})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let client = GraphClient::new(
+            server.uri().parse().unwrap(),
+            "v23.0".into(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let token = SecretString::from("EAAG-token");
+        let bytes = vec![0x89, b'P', b'N', b'G', 0, 1, 2, 255];
+        let id = client
+            .upload_media("1065", &token, "image/png", "a \"b\".png", bytes.clone())
+            .await
+            .unwrap();
+        assert_eq!(id, "4490709327384033");
+        let req = &server.received_requests().await.unwrap()[0];
+        let ct = req.headers.get("content-type").unwrap().to_str().unwrap();
+        let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
+        let body = &req.body;
+        let text = String::from_utf8_lossy(body);
+        assert!(text.starts_with(&format!("--{boundary}\r\n")));
+        assert!(text.contains("name=\"messaging_product\"\r\n\r\nwhatsapp\r\n"));
+        assert!(text.contains("name=\"type\"\r\n\r\nimage/png\r\n"));
+        assert!(
+            text.contains(
+                "name=\"file\"; filename=\"a _b_.png\"\r\nContent-Type: image/png\r\n\r\n"
+            )
+        );
+        assert!(
+            body.windows(bytes.len()).any(|w| w == bytes.as_slice()),
+            "the bytes, verbatim"
+        );
+        assert!(text.ends_with(&format!("\r\n--{boundary}--\r\n")));
+
+        // Meta's media errors come back as GraphError::Meta.
+        let failing = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(400).set_body_string(format!(
+                r#"{{"error": {}}}"#,
+                fixture("error_object_131053_media_upload.json")
+            )))
+            .mount(&failing)
+            .await;
+        let client = GraphClient::new(
+            failing.uri().parse().unwrap(),
+            "v23.0".into(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let err = client
+            .upload_media("1065", &token, "image/png", "x.png", vec![1])
+            .await
+            .unwrap_err();
+        assert_eq!(err.meta_code(), Some(131053));
+        assert!(!err.is_retryable());
     }
 
     #[test]

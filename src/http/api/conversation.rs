@@ -66,6 +66,9 @@ pub struct Message {
     #[serde(rename = "type")]
     kind: String,
     text: String,
+    /// Parley: a bot message one of the model's WhatsApp tools sent carries `tool` (its name)
+    /// and, unless it is plain text, `whatsapp` (the Cloud API message, without `to`); its
+    /// `text` is then a readable summary such as `Which size?\n[buttons: Small | Large]`.
     #[schema(value_type = Object)]
     meta: Value,
     /// Parley: outbound delivery state: `pending`, `sent`, `delivered`, `read` or `failed`.

@@ -132,6 +132,7 @@ async fn try_bot(
         system: bot.backstory.clone().filter(|b| !b.trim().is_empty()),
         messages,
         tools: Vec::new(),
+        tool_choice: crate::llm::provider::ToolChoice::Auto,
         metadata: RequestMetadata {
             conversation_id: format!("try_{}", bot.id),
             user_hash: String::new(),

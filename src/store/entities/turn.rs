@@ -15,6 +15,9 @@ pub struct Model {
     /// stored, being sent), `done`, or `failed`.
     pub state: String,
     pub error: Option<String>,
+    /// The model's tool rounds so far, as JSON (see `engine::tools::Round`); `None` before the
+    /// first. Stored with each round's messages, so a resumed turn goes on from there.
+    pub tool_rounds: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
