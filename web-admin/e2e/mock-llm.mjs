@@ -6,7 +6,7 @@
 // - "…buttons…", when the request offers a `send_buttons` tool: a call to it with a Yes and a
 //   No button (arguments shaped by the tool's own JSON schema), then, given the tool's result,
 //   a short text;
-// - "Yes" or "No" (a tapped button's title): "You chose: Yes";
+// - a tap on the "Yes" or "No" button (or just "Yes" or "No"): "You chose: Yes";
 // - anything else: "Echo: " and the text.
 import { createServer } from "node:http";
 
@@ -39,9 +39,12 @@ function decide(body) {
   const user = [...messages].reverse().find((m) => m.role === "user");
   const said = textOf(user?.content).trim();
   const tool = toolNamed(body, "send_buttons");
+  // Parley spells a tap out with the button's title and id (and the message it answers).
+  const tapped =
+    said.match(/tapped the button "(Yes|No)"/) ?? (said.length <= 40 ? said.match(/\b(Yes|No)\b/) : null);
+  if (tapped) return { text: `You chose: ${tapped[1]}` };
+  // After the tap check: a tap quotes the buttons message, whose text mentions buttons.
   if (/buttons/i.test(said) && tool) return { tool: { name: "send_buttons", args: buttonArgs(tool) } };
-  const tapped = said.match(/\b(Yes|No)\b/);
-  if (tapped && said.length <= 40) return { text: `You chose: ${tapped[1]}` };
   return { text: `Echo: ${said}` };
 }
 

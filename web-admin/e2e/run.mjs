@@ -4,7 +4,7 @@
 //
 // Run from web-admin/ after `npm run build` and `cargo build --bin parley`:
 //   node e2e/run.mjs            (PARLEY_BIN and CHROMIUM override the binaries' paths)
-// Screenshots go to ../target/e2e/. The last line is "N passed, N failed, N skipped".
+// Screenshots go to ../target/e2e/. The last line is "N passed, N failed".
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -70,7 +70,6 @@ async function waitReady(url, child, ms = 30_000) {
 // A tiny runner: tests run in order on one page; a failure is reported and the rest go on.
 const results = [];
 let onFailure = null;
-class Skip extends Error {}
 async function test(name, fn) {
   const started = Date.now();
   try {
@@ -78,11 +77,6 @@ async function test(name, fn) {
     results.push({ name, status: "passed" });
     console.log(`  PASS  ${name} (${Date.now() - started} ms)`);
   } catch (e) {
-    if (e instanceof Skip) {
-      results.push({ name, status: "skipped" });
-      console.log(`  SKIP  ${name}: ${e.message}`);
-      return;
-    }
     results.push({ name, status: "failed" });
     await onFailure?.(name);
     console.log(`  FAIL  ${name}\n        ${String(e?.stack ?? e).split("\n").slice(0, 6).join("\n        ")}`);
@@ -242,19 +236,11 @@ try {
 
   await test("click a reply button the bot sent and see the next reply", async () => {
     const phone = page.getByLabel("Sandbox phone");
-    const before = llm.sawTool("send_buttons");
     await phone.getByLabel("Message").fill("show me buttons");
     await phone.getByRole("button", { name: "Send" }).click();
     const yes = phone.getByRole("button", { name: "Yes", exact: true });
-    try {
-      await yes.waitFor({ timeout: 10_000 });
-    } catch (e) {
-      // Until the engine offers the rich-message tools (issue 6), the model has no
-      // send_buttons to call, so there is no button to tap. Say so instead of failing.
-      if (!before && !llm.sawTool("send_buttons"))
-        throw new Skip("the engine does not offer the send_buttons tool to the model yet");
-      throw e;
-    }
+    await yes.waitFor({ timeout: 10_000 });
+    assert(llm.sawTool("send_buttons"), "the model was never offered send_buttons");
     await yes.click();
     await phone.getByText("You chose: Yes").waitFor();
     const tap = llm.requests.find((r) => JSON.stringify(r.messages ?? []).includes("Yes"));
@@ -355,5 +341,5 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 const count = (s) => results.filter((r) => r.status === s).length;
-console.log(`${count("passed")} passed, ${count("failed")} failed, ${count("skipped")} skipped`);
+console.log(`${count("passed")} passed, ${count("failed")} failed`);
 process.exit(exitCode);

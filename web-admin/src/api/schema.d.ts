@@ -286,6 +286,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/conversation/{conversationId}/attachment/list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Lists the files users sent in a conversation. */
+        get: operations["listConversationAttachments"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/conversation/{conversationId}/delete": {
         parameters: {
             query?: never;
@@ -389,6 +406,57 @@ export interface paths {
          *     the connection. Empty lines are keep-alives.
          */
         post: operations["subscribeEventLogs"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/file/list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Lists files. Filter with `meta.KEY=VALUE`. */
+        get: operations["listFiles"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/file/{fileId}/download": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Downloads a file's content, with its MIME type. 204 when the content is not stored here. */
+        get: operations["downloadFile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/file/{fileId}/fetch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Fetches a file's description. */
+        get: operations["fetchFile"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -896,10 +964,14 @@ export interface components {
             name?: string | null;
             privacy: boolean;
             providerId?: string | null;
+            /** @description Parley: the model is shown the user's reactions. */
+            showReactions: boolean;
             skillsetId?: string | null;
             /** Format: int64 */
             updatedAt: number;
             visibility: components["schemas"]["Visibility"];
+            /** @description Parley: the bot's model takes images. */
+            vision: boolean;
         };
         BotCreateRequest: {
             alias?: string | null;
@@ -919,8 +991,18 @@ export interface components {
             privacy?: boolean | null;
             /** @description Parley: the model provider to call. */
             providerId?: string | null;
+            /**
+             * @description Parley: the model is shown the user's emoji reactions (in the history; a reaction alone
+             *     never gets a reply). Default false.
+             */
+            showReactions?: boolean | null;
             skillsetId?: string | null;
             visibility?: components["schemas"]["Visibility"] | null;
+            /**
+             * @description Parley: the bot's model takes images, so photos reach it as images. Without it, turns
+             *     with images go to the provider's `visionModel` when it has one. Default false.
+             */
+            vision?: boolean | null;
         };
         BotTokens: {
             botId?: string | null;
@@ -943,8 +1025,10 @@ export interface components {
             name?: string | null;
             privacy?: boolean | null;
             providerId?: string | null;
+            showReactions?: boolean | null;
             skillsetId?: string | null;
             visibility?: components["schemas"]["Visibility"] | null;
+            vision?: boolean | null;
         };
         BotUsage: {
             /**
@@ -1095,6 +1179,36 @@ export interface components {
             /** @description Meta's title (or Parley's reason) of one such failure. */
             title?: string | null;
         };
+        File: {
+            /** @description Parley: the conversation and message the file came with, if any. */
+            conversationId?: string | null;
+            /** Format: int64 */
+            createdAt: number;
+            description?: string | null;
+            id: string;
+            messageId?: string | null;
+            /** @description Parley: for voice notes, `transcript`; for documents, `textChars` (how much text was read). */
+            meta: Record<string, never>;
+            name?: string | null;
+            /** @description Parley: the content's SHA-256, lower-case hex. */
+            sha256: string;
+            /**
+             * Format: int64
+             * @description In bytes.
+             */
+            size: number;
+            /** @description The MIME type. */
+            type: string;
+            /** Format: int64 */
+            updatedAt: number;
+            /** @description Always `private`: files are read with the tenant's credentials. */
+            visibility: string;
+        };
+        /**
+         * Format: binary
+         * @description A file's bytes (for the OpenAPI document: served raw, not as JSON).
+         */
+        FileContent: string;
         Health: {
             /** @description `ok`, or what is wrong. */
             status: string;
@@ -1130,10 +1244,14 @@ export interface components {
                 name?: string | null;
                 privacy: boolean;
                 providerId?: string | null;
+                /** @description Parley: the model is shown the user's reactions. */
+                showReactions: boolean;
                 skillsetId?: string | null;
                 /** Format: int64 */
                 updatedAt: number;
                 visibility: components["schemas"]["Visibility"];
+                /** @description Parley: the bot's model takes images. */
+                vision: boolean;
             }[];
         };
         /**
@@ -1221,6 +1339,38 @@ export interface components {
          * @description `{items: [...], cursor}`: pass `cursor` back to get the next page. It is the id of the last
          *     item, or `null` when the page is empty (there is nothing after it).
          */
+        ListResponse_File: {
+            cursor?: string | null;
+            items: {
+                /** @description Parley: the conversation and message the file came with, if any. */
+                conversationId?: string | null;
+                /** Format: int64 */
+                createdAt: number;
+                description?: string | null;
+                id: string;
+                messageId?: string | null;
+                /** @description Parley: for voice notes, `transcript`; for documents, `textChars` (how much text was read). */
+                meta: Record<string, never>;
+                name?: string | null;
+                /** @description Parley: the content's SHA-256, lower-case hex. */
+                sha256: string;
+                /**
+                 * Format: int64
+                 * @description In bytes.
+                 */
+                size: number;
+                /** @description The MIME type. */
+                type: string;
+                /** Format: int64 */
+                updatedAt: number;
+                /** @description Always `private`: files are read with the tenant's credentials. */
+                visibility: string;
+            }[];
+        };
+        /**
+         * @description `{items: [...], cursor}`: pass `cursor` back to get the next page. It is the id of the last
+         *     item, or `null` when the page is empty (there is nothing after it).
+         */
         ListResponse_Message: {
             cursor?: string | null;
             items: {
@@ -1235,6 +1385,11 @@ export interface components {
                 errorCode?: number | null;
                 errorTitle?: string | null;
                 id: string;
+                /**
+                 * @description Parley: a bot message one of the model's WhatsApp tools sent carries `tool` (its name)
+                 *     and, unless it is plain text, `whatsapp` (the Cloud API message, without `to`); its
+                 *     `text` is then a readable summary such as `Which size?\n[buttons: Small | Large]`.
+                 */
                 meta: Record<string, never>;
                 text: string;
                 /** @description `user` or `bot`, and ChatBotKit's other types. */
@@ -1383,6 +1538,11 @@ export interface components {
             errorCode?: number | null;
             errorTitle?: string | null;
             id: string;
+            /**
+             * @description Parley: a bot message one of the model's WhatsApp tools sent carries `tool` (its name)
+             *     and, unless it is plain text, `whatsapp` (the Cloud API message, without `to`); its
+             *     `text` is then a readable summary such as `Which size?\n[buttons: Small | Large]`.
+             */
             meta: Record<string, never>;
             text: string;
             /** @description `user` or `bot`, and ChatBotKit's other types. */
@@ -2289,6 +2449,42 @@ export interface operations {
             };
         };
     };
+    listConversationAttachments: {
+        parameters: {
+            query?: {
+                /** @description The id of the last item of the previous page. */
+                cursor?: string;
+                /** @description How many items to return, 1 to 100. Default 25. */
+                take?: number;
+                /** @description `asc` (oldest first) or `desc` (newest first). Default `desc`. */
+                order?: string;
+            };
+            header?: never;
+            path: {
+                conversationId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListResponse_File"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     deleteConversation: {
         parameters: {
             query?: never;
@@ -2471,6 +2667,98 @@ export interface operations {
                 };
             };
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listFiles: {
+        parameters: {
+            query?: {
+                /** @description The id of the last item of the previous page. */
+                cursor?: string;
+                /** @description How many items to return, 1 to 100. Default 25. */
+                take?: number;
+                /** @description `asc` (oldest first) or `desc` (newest first). Default `desc`. */
+                order?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListResponse_File"];
+                };
+            };
+        };
+    };
+    downloadFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                fileId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The content, as the file's MIME type */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": components["schemas"]["FileContent"];
+                };
+            };
+            /** @description The file exists but its content is not stored */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    fetchFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                fileId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["File"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
