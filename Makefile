@@ -9,8 +9,13 @@ run: web-admin
 	$(CARGO) run --bin parley -- serve
 
 ## web-admin: install the dashboard's locked dependencies and build it into web-admin/dist
+## (without npm the server still runs; `/` then says how to build the dashboard)
 web-admin:
-	cd web-admin && npm ci --no-audit --no-fund && npm run build
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd web-admin && npm ci --no-audit --no-fund && npm run build; \
+	else \
+	  echo "npm not found: the dashboard is not built (the API and webhooks work without it)"; \
+	fi
 
 ## test: the OpenAPI drift check, the whole test suite on SQLite and PostgreSQL, then the
 ## dashboard's unit tests and its browser end-to-end tests
