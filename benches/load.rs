@@ -709,22 +709,11 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         backends.push(("sqlite", DatabaseUrl::Sqlite(dir.path().join("bench.db"))));
         let mut pg_name = None;
-        if let Ok(admin) = std::env::var("TEST_POSTGRES_URL") {
+        if std::env::var("TEST_POSTGRES_URL").is_ok() {
             // A database of its own, so the benchmark never touches anybody's data.
-            use sqlx::Connection;
-            let name = format!("parley_bench_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            let mut url = url::Url::parse(&admin).unwrap();
-            url.set_path(&name);
-            pg_name = Some(name.clone());
-            backends.push((
-                "postgres",
-                DatabaseUrl::Postgres(SecretString::from(url.to_string())),
-            ));
+            let (url, name) = pg_database().await;
+            pg_name = Some(name);
+            backends.push(("postgres", DatabaseUrl::Postgres(SecretString::from(url))));
         }
         println!(
             "parley load benchmarks: {CLIENTS} clients, {} s per scenario, release build",
@@ -756,16 +745,8 @@ fn main() {
             }
         }
         // Leave no benchmark database behind.
-        if let (Ok(admin), Some(name)) = (std::env::var("TEST_POSTGRES_URL"), pg_name) {
-            use sqlx::Connection;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await;
-            }
+        if let Some(name) = pg_name {
+            drop_pg_database(&name).await;
         }
     });
 }

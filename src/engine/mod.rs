@@ -825,14 +825,7 @@ async fn model_request(
     let cached = state.bot_cache().get(state, &t.tenant_id, bot_id).await?;
     let bot = &cached.bot;
     let (llm, default_model) = cached.llm.clone()?;
-    let model_string = bot
-        .model
-        .clone()
-        .or(default_model)
-        .ok_or_else(|| "neither the bot nor its provider names a model".to_owned())?;
-    let mut model: ModelSpec = model_string
-        .parse()
-        .map_err(|e: crate::llm::model::ModelError| e.to_string())?;
+    let mut model = bot_model(bot, default_model)?;
     let vision = input::vision(state, bot).await;
     let (messages, has_images) = history(
         state,
@@ -863,6 +856,19 @@ async fn model_request(
         stream: true,
     };
     Ok((llm, request))
+}
+
+/// The model a bot talks to: its own, or else its provider's default, as ChatBotKit writes it.
+pub(crate) fn bot_model(
+    bot: &crate::store::entities::bot::Model,
+    provider_default: Option<String>,
+) -> Result<ModelSpec, String> {
+    bot.model
+        .clone()
+        .or(provider_default)
+        .ok_or_else(|| "neither the bot nor its provider names a model".to_owned())?
+        .parse()
+        .map_err(|e: crate::llm::model::ModelError| e.to_string())
 }
 
 pub(crate) async fn resolve_provider(

@@ -214,10 +214,7 @@ pub async fn begin_write<C>(db: &C) -> Result<WriteTxn, DbErr>
 where
     C: sea_orm::TransactionTrait<Transaction = DatabaseTransaction> + ConnectionTrait,
 {
-    let gate = match db.get_database_backend() {
-        sea_orm::DatabaseBackend::Sqlite => Some(SQLITE_WRITE_GATE.clone().lock_owned().await),
-        _ => None,
-    };
+    let gate = write_gate(db.get_database_backend()).await;
     let txn = db
         .begin_with_options(sea_orm::TransactionOptions {
             isolation_level: None,
@@ -231,15 +228,20 @@ where
 /// Writes one statement outside any transaction, through the write gate on SQLite (see
 /// [`begin_write`]).
 pub async fn write_one(db: &DatabaseConnection, stmt: Statement) -> Result<ExecResult, DbErr> {
-    let _gate = match db.get_database_backend() {
-        sea_orm::DatabaseBackend::Sqlite => Some(SQLITE_WRITE_GATE.lock().await),
-        _ => None,
-    };
+    let _gate = write_gate(db.get_database_backend()).await;
     db.execute_raw(stmt).await
 }
 
 static SQLITE_WRITE_GATE: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
     std::sync::LazyLock::new(Default::default);
+
+/// The write gate's guard on SQLite; PostgreSQL needs none.
+async fn write_gate(backend: sea_orm::DatabaseBackend) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    match backend {
+        sea_orm::DatabaseBackend::Sqlite => Some(SQLITE_WRITE_GATE.clone().lock_owned().await),
+        _ => None,
+    }
+}
 
 /// A write transaction from [`begin_write`]; use it as a connection, then commit it. Dropping
 /// it without committing rolls it back.

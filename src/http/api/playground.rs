@@ -8,7 +8,6 @@ use utoipa::ToSchema;
 use crate::auth::{Auth, Role};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::json::Json;
-use crate::llm::model::ModelSpec;
 use crate::llm::provider::{ChatMessage, ChatRequest, RequestMetadata};
 use crate::state::AppState;
 use crate::store::entities::bot;
@@ -120,13 +119,7 @@ async fn try_bot(
         crate::engine::resolve_provider(&state, auth.tenant_id(), bot.provider_id.as_deref())
             .await
             .map_err(ApiError::unprocessable)?;
-    let model: ModelSpec = bot
-        .model
-        .clone()
-        .or(default_model)
-        .ok_or_else(|| ApiError::unprocessable("neither the bot nor its provider names a model"))?
-        .parse()
-        .map_err(|e: crate::llm::model::ModelError| ApiError::unprocessable(e.to_string()))?;
+    let model = crate::engine::bot_model(&bot, default_model).map_err(ApiError::unprocessable)?;
     let request = ChatRequest {
         model,
         system: bot.backstory.clone().filter(|b| !b.trim().is_empty()),
