@@ -28,6 +28,8 @@ struct Inner {
     graph: GraphClient,
     redis: Option<deadpool_redis::Pool>,
     ingestor: Ingestor,
+    /// Wakes this process's inbound workers when ingestion has queued jobs ([`crate::jobs`]).
+    inbound_wake: Arc<tokio::sync::Notify>,
     callbacks: CallbackCache,
     /// Keeps floods of rejected webhooks out of the event log.
     webhook_events: EventLimiter,
@@ -65,8 +67,10 @@ impl AppState {
             settings.whatsapp_graph_version.clone(),
             settings.whatsapp_graph_timeout,
         )?;
+        let inbound_wake = Arc::new(tokio::sync::Notify::new());
         Ok(Self(Arc::new(Inner {
-            ingestor: Ingestor::start(store.clone()),
+            ingestor: Ingestor::start(store.clone(), inbound_wake.clone()),
+            inbound_wake,
             callbacks: CallbackCache::default(),
             webhook_events: EventLimiter::new(std::time::Duration::from_secs(10)),
             sessions: Sessions::new(redis.clone()),
@@ -114,6 +118,10 @@ impl AppState {
     /// Where webhooks are stored.
     pub fn ingestor(&self) -> &Ingestor {
         &self.0.ingestor
+    }
+
+    pub fn inbound_wake(&self) -> &Arc<tokio::sync::Notify> {
+        &self.0.inbound_wake
     }
 
     /// Integrations as their callbacks see them.

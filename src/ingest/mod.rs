@@ -10,13 +10,14 @@
 pub mod cache;
 pub mod limiter;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement,
 };
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::events::{Event, Level};
 use crate::ids::{new_id, prefix};
@@ -103,10 +104,11 @@ pub struct Ingestor {
 
 impl Ingestor {
     /// Starts the writer task. It runs until every `Ingestor` clone is dropped, so batches
-    /// submitted before shutdown are still written.
-    pub fn start(store: Store) -> Self {
+    /// submitted before shutdown are still written. `wake` is notified after each commit that
+    /// queued jobs, so this process's workers take them at once instead of at their next poll.
+    pub fn start(store: Store, wake: Arc<Notify>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(writer(store, rx));
+        tokio::spawn(writer(store, rx, wake));
         Self { tx }
     }
 
@@ -122,7 +124,7 @@ impl Ingestor {
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
+async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>, wake: Arc<Notify>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.recv().await {
         group.push(first);
@@ -137,6 +139,12 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
         let result = write_group(&store, &batches).await;
         match result {
             Ok(outcomes) => {
+                if outcomes
+                    .iter()
+                    .any(|o| o.as_ref().is_ok_and(|o| o.queued > 0))
+                {
+                    wake.notify_one();
+                }
                 for (p, outcome) in group.drain(..).zip(outcomes) {
                     let _ = p.reply.send(outcome);
                 }

@@ -17,9 +17,9 @@ use crate::state::AppState;
 /// The queue of stored inbound WhatsApp messages waiting for the conversation engine.
 pub const INBOUND_QUEUE: &str = "inbound";
 
-/// How often idle workers look for new jobs. Jobs are written by our own SQL inside the
-/// ingest transaction, which apalis' notifications do not see, so workers poll; at 20 light
-/// queries a second this bounds the queue's share of reply latency to about 50 ms.
+/// How often idle SQLite workers look for new jobs. Jobs are written by our own SQL inside the
+/// ingest transaction, which apalis' notifications do not see; this process's ingestion wakes
+/// its workers itself, and the poll finds what other processes queued.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How often a job may fail before it is parked as failed.
@@ -143,46 +143,65 @@ pub async fn prune_finished<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> 
 /// it at the same time do no harm.
 const MAINTENANCE_SCHEDULE: &str = "0 * * * * *";
 
-/// Wakes an idle worker every `interval` to look for jobs.
+/// Wakes an idle worker every `interval` to look for jobs, and at once when this process's
+/// ingestion has queued some (`wake`): a reply then waits for no poll.
 ///
 /// apalis' own `IntervalStrategy` arms each next timer without polling it, so no waker is
 /// registered with it: a worker whose queue was empty at start could sleep until something else
 /// woke its task (in `parley serve`, the once-a-minute maintenance tick), leaving messages
 /// unanswered for up to a minute. This one polls every new timer at once, registering the waker.
-struct EveryInterval {
+/// The interval still matters: jobs queued by other processes (`parley worker` beside
+/// `parley serve`, the sweep, retries) are found by it.
+struct WakeOrEvery {
     interval: std::time::Duration,
+    wake: std::sync::Arc<tokio::sync::Notify>,
     /// Created on first use: a tokio timer needs the runtime, which the builder may not have.
     sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    notified: Option<std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>>,
 }
 
-impl EveryInterval {
-    fn new(interval: std::time::Duration) -> Self {
+impl WakeOrEvery {
+    fn new(interval: std::time::Duration, wake: std::sync::Arc<tokio::sync::Notify>) -> Self {
         Self {
             interval,
+            wake,
             sleep: None,
+            notified: None,
         }
     }
 }
 
-impl PollStrategy for EveryInterval {
+impl PollStrategy for WakeOrEvery {
     fn poll_drive(
         &mut self,
         cx: &mut std::task::Context<'_>,
         _snapshot: &PollSnapshot,
     ) -> std::task::Poll<Option<()>> {
         use std::future::Future;
+        use std::task::Poll;
         let interval = self.interval;
+        let wake = &self.wake;
+        let notified = self
+            .notified
+            .get_or_insert_with(|| Box::pin(wake.clone().notified_owned()));
+        let woken = notified.as_mut().poll(cx).is_ready();
+        if woken {
+            // Registers this task's waker for the next notification.
+            let mut next = Box::pin(wake.clone().notified_owned());
+            let _ = next.as_mut().poll(cx);
+            self.notified = Some(next);
+        }
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
-        match sleep.as_mut().poll(cx) {
-            std::task::Poll::Ready(()) => {
-                sleep.as_mut().reset(tokio::time::Instant::now() + interval);
-                // Registers this task's waker with the next tick (it cannot be ready yet).
-                let _ = sleep.as_mut().poll(cx);
-                std::task::Poll::Ready(Some(()))
-            }
-            std::task::Poll::Pending => std::task::Poll::Pending,
+        let ticked = sleep.as_mut().poll(cx).is_ready();
+        if woken || ticked {
+            sleep.as_mut().reset(tokio::time::Instant::now() + interval);
+            // Registers this task's waker with the next tick (it cannot be ready yet).
+            let _ = sleep.as_mut().poll(cx);
+            Poll::Ready(Some(()))
+        } else {
+            Poll::Pending
         }
     }
 }
@@ -237,11 +256,17 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
     // replicas, and a process restarted before its old registration expired, would otherwise
     // be refused (WORKER_ALREADY_EXISTS) and never take a job.
     let worker_name = format!("inbound-{}", state.worker_id());
+    let wake = state.inbound_wake().clone();
+    // One fetch can fill every free slot: fewer queue round trips under load.
+    let fetch_batch = concurrency.max(1);
     let monitor = match state.store().pool().clone() {
         crate::store::Pool::Sqlite(pool) => monitor.register(move |_| {
             let storage = apalis_sqlite::SqliteStorage::<InboundJob>::new(&pool)
-                .with_config(apalis_sqlite::Config::default().queue(INBOUND_QUEUE))
-                .poll_with_strategy(EveryInterval::new(POLL_INTERVAL));
+                .with_config(apalis_sqlite::Config::default()
+                        .queue(INBOUND_QUEUE)
+                        .batch_size(fetch_batch),
+                )
+                .poll_with_strategy(WakeOrEvery::new(POLL_INTERVAL, wake.clone()));
             WorkerBuilder::new(worker_name.clone())
                 .backend(storage)
                 .concurrency(concurrency)
@@ -252,7 +277,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
             // PostgreSQL: apalis' insert trigger sends a NOTIFY that our own inserts fire too;
             // workers LISTEN for it instead of polling.
             let storage = apalis_postgres::PostgresStorage::<InboundJob>::new(&pool)
-                .with_config(apalis_postgres::Config::default().queue(INBOUND_QUEUE))
+                .with_config(apalis_postgres::Config::default()
+                        .queue(INBOUND_QUEUE)
+                        .batch_size(fetch_batch),
+                )
                 .with_pubsub();
             WorkerBuilder::new(worker_name.clone())
                 .backend(storage)
