@@ -15,6 +15,7 @@ mod m20261122_000005_create_files;
 mod m20261122_000006_add_turn_tool_rounds;
 mod m20261122_000007_create_sandbox;
 mod m20261122_000008_index_hot_paths;
+mod m20261122_000009_index_waiting_messages;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_add_turn_tool_rounds::Migration),
             Box::new(m20261122_000007_create_sandbox::Migration),
             Box::new(m20261122_000008_index_hot_paths::Migration),
+            Box::new(m20261122_000009_index_waiting_messages::Migration),
         ]
     }
 }

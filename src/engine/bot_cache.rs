@@ -1,6 +1,7 @@
 //! The bot and model provider a turn talks to, kept briefly in memory.
 //!
-//! Every turn needs the bot (backstory, model) and its provider (endpoint, opened API key);
+//! Every turn needs the bot (backstory, model) and its provider (endpoint, opened API key,
+//! vision model);
 //! reading both and decrypting the key for each turn cost about as much as the rest of the
 //! turn's reads. Entries live [`TTL`]; updating a bot or provider through this replica clears
 //! the cache at once, other replicas within the TTL. Deleting needs no clearing: a deleted
@@ -22,6 +23,8 @@ const MAX_ENTRIES: usize = 10_000;
 pub struct BotModel {
     pub bot: bot::Model,
     pub llm: Result<(Arc<dyn LlmProvider>, Option<String>), String>,
+    /// Who looks at the images of its turns (reads the provider's `visionModel`).
+    pub vision: super::input::Vision,
 }
 
 type Entry = (Instant, Arc<BotModel>);
@@ -61,7 +64,8 @@ impl BotCache {
             .await
             .map_err(|_| "the linked bot no longer exists".to_owned())?;
         let llm = super::resolve_provider(state, tenant_id, bot.provider_id.as_deref()).await;
-        let entry = Arc::new(BotModel { bot, llm });
+        let vision = super::input::vision(state, &bot).await;
+        let entry = Arc::new(BotModel { bot, llm, vision });
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, (at, _)| at.elapsed() < TTL);

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 
 use crate::store::write_one;
 
@@ -100,4 +100,57 @@ pub async fn release(conn: &DatabaseConnection, lane: &str, worker: &str) -> Res
     ))
     .await?;
     Ok(())
+}
+
+/// Gives the lane up unless a message of the contact is waiting. Returns whether it was given
+/// up; if not, either a message waits and the lane is still ours ([`holds`] tells), or it was
+/// no longer ours.
+///
+/// One statement, so no message can slip between the check and the release: a message stored
+/// before it is seen by it, and a message stored after it finds the lane free when its job runs.
+/// A job that found the lane taken relies on exactly this.
+pub async fn release_if_idle(
+    conn: &DatabaseConnection,
+    lane: &str,
+    worker: &str,
+    integration_id: &str,
+    wa_id: &str,
+) -> Result<bool, DbErr> {
+    let backend = conn.get_database_backend();
+    let res = write_one(
+        conn,
+        Statement::from_sql_and_values(
+            backend,
+            sql(
+                backend,
+                "UPDATE contact_lane SET locked_by = NULL, locked_until = 0 \
+                 WHERE id = ? AND locked_by = ? AND NOT EXISTS (SELECT 1 FROM inbound_message \
+                 WHERE integration_id = ? AND wa_id = ? AND state = 'queued')",
+            ),
+            [
+                lane.into(),
+                worker.into(),
+                integration_id.into(),
+                wa_id.into(),
+            ],
+        ),
+    )
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Whether `worker` holds the lane.
+pub async fn holds(conn: &DatabaseConnection, lane: &str, worker: &str) -> Result<bool, DbErr> {
+    let backend = conn.get_database_backend();
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql(
+                backend,
+                "SELECT 1 AS held FROM contact_lane WHERE id = ? AND locked_by = ?",
+            ),
+            [lane.into(), worker.into()],
+        ))
+        .await?;
+    Ok(row.is_some())
 }

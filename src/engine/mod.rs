@@ -32,7 +32,7 @@ use std::time::Duration;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, QueryTrait,
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -99,19 +99,24 @@ pub async fn run_lane(
     );
     let worker = holder.as_str();
     let lane_id = lane::lane_id(integration_id, wa_id);
+    let lease = state.settings().lane_lease;
+    if !lane::acquire(db, tenant_id, integration_id, wa_id, worker, lease).await? {
+        // Someone else runs this contact; they check for waiting messages before letting go.
+        return Ok(());
+    }
     loop {
-        let lease = state.settings().lane_lease;
-        if !lane::acquire(db, tenant_id, integration_id, wa_id, worker, lease).await? {
-            // Someone else runs this contact; they check for waiting messages after letting go.
-            return Ok(());
-        }
         let renewer = spawn_renewer(state.clone(), lane_id.clone(), worker.to_owned());
-        let result = drain_lane(state, tenant_id, integration_id, wa_id).await;
+        let result = next_turn(state, tenant_id, integration_id, wa_id).await;
         renewer.abort();
-        lane::release(db, &lane_id, worker).await?;
-        result?;
-        // A message whose job ran while we held the lane relies on us to see it.
-        if !has_waiting(state, integration_id, wa_id).await? {
+        if let Err(e) = result {
+            lane::release(db, &lane_id, worker).await?;
+            return Err(e);
+        }
+        // A message whose job ran while we held the lane relies on us to see it: the lane is
+        // only given up when nothing waits.
+        if lane::release_if_idle(db, &lane_id, worker, integration_id, wa_id).await?
+            || !lane::holds(db, &lane_id, worker).await?
+        {
             return Ok(());
         }
     }
@@ -136,20 +141,6 @@ fn spawn_renewer(state: AppState, lane_id: String, worker: String) -> tokio::tas
     })
 }
 
-async fn has_waiting(state: &AppState, integration_id: &str, wa_id: &str) -> ApiResult<bool> {
-    let db = state.store().db();
-    let queued = inbound::Entity::find()
-        .filter(inbound::Column::IntegrationId.eq(integration_id))
-        .filter(inbound::Column::WaId.eq(wa_id))
-        .filter(inbound::Column::State.eq("queued"))
-        .select_only()
-        .column(inbound::Column::Id)
-        .into_tuple::<String>()
-        .one(db)
-        .await?;
-    Ok(queued.is_some())
-}
-
 /// What a turn claimed, kept in memory so the steps after the claim need not read it again.
 /// A turn resumed after a crash has none and reads what it needs.
 struct Claimed {
@@ -158,29 +149,68 @@ struct Claimed {
     integration: Option<wi::Model>,
 }
 
-async fn drain_lane(
+/// Runs the contact's next turn: first a turn a dead worker left unfinished, else a new turn
+/// for the waiting messages. Returns whether there was one.
+async fn next_turn(
     state: &AppState,
     tenant_id: &str,
     integration_id: &str,
     wa_id: &str,
-) -> ApiResult<()> {
+) -> ApiResult<bool> {
+    match claim(state, tenant_id, integration_id, wa_id).await? {
+        Next::Nothing => return Ok(false),
+        Next::Resume(t) => run_turn(state, t, None).await?,
+        Next::New(t, claimed) => run_turn(state, t, Some(claimed)).await?,
+    }
+    Ok(true)
+}
+
+/// What [`claim`] found.
+enum Next {
+    Nothing,
+    /// A turn an earlier holder claimed and did not finish (its messages still wait).
+    Resume(turn::Model),
+    New(turn::Model, Claimed),
+}
+
+/// The contact's waiting messages, oldest first, in one read: the claimed ones of an
+/// unfinished turn among them too (they stay `queued` until their turn ends).
+async fn waiting(
+    state: &AppState,
+    integration_id: &str,
+    wa_id: &str,
+) -> ApiResult<Vec<inbound::Model>> {
+    Ok(inbound::Entity::find()
+        .filter(inbound::Column::IntegrationId.eq(integration_id))
+        .filter(inbound::Column::WaId.eq(wa_id))
+        // A literal, so the partial index of waiting messages serves it (migration 000009).
+        .filter(Expr::cust("state = 'queued'"))
+        .order_by_asc(inbound::Column::Id)
+        .limit(MAX_COALESCED)
+        .all(state.store().db())
+        .await?)
+}
+
+/// The unfinished turn that claimed `turn_id`'s messages. A finished or missing one (which
+/// no code path leaves behind) has its messages settled so they cannot wait forever.
+async fn unfinished(state: &AppState, turn_id: &str) -> ApiResult<Option<turn::Model>> {
     let db = state.store().db();
-    // First finish a turn a dead worker left behind. Only an earlier holder can have left one:
-    // a turn started under this lease is finished below before the next is claimed.
-    let unfinished = turn::Entity::find()
-        .filter(turn::Column::IntegrationId.eq(integration_id))
-        .filter(turn::Column::WaId.eq(wa_id))
-        .filter(turn::Column::State.is_in(["started", "prompted", "replied"]))
-        .order_by_asc(turn::Column::Id)
-        .one(db)
-        .await?;
-    if let Some(t) = unfinished {
-        run_turn(state, t, None).await?;
+    let t = turn::Entity::find_by_id(turn_id.to_owned()).one(db).await?;
+    if let Some(t) = t.filter(|t| matches!(t.state.as_str(), "started" | "prompted" | "replied"))
+    {
+        return Ok(Some(t));
     }
-    while let Some((t, claimed)) = claim(state, tenant_id, integration_id, wa_id).await? {
-        run_turn(state, t, Some(claimed)).await?;
-    }
-    Ok(())
+    crate::store::write_one(
+        db,
+        inbound::Entity::update_many()
+            .col_expr(inbound::Column::State, Expr::value("failed"))
+            .col_expr(inbound::Column::UpdatedAt, Expr::value(now_ms()))
+            .filter(inbound::Column::TurnId.eq(turn_id))
+            .filter(inbound::Column::State.eq("queued"))
+            .build(db.get_database_backend()),
+    )
+    .await?;
+    Ok(None)
 }
 
 /// Claims the contact's waiting messages for a new turn, after letting a burst settle: messages
@@ -191,20 +221,20 @@ async fn claim(
     tenant_id: &str,
     integration_id: &str,
     wa_id: &str,
-) -> ApiResult<Option<(turn::Model, Claimed)>> {
+) -> ApiResult<Next> {
     let db = state.store().db();
     let window = state.settings().coalesce_window;
     let waited_since = tokio::time::Instant::now();
     let waiting = loop {
-        let waiting = inbound::Entity::find()
-            .filter(inbound::Column::IntegrationId.eq(integration_id))
-            .filter(inbound::Column::WaId.eq(wa_id))
-            .filter(inbound::Column::State.eq("queued"))
-            .filter(inbound::Column::TurnId.is_null())
-            .order_by_asc(inbound::Column::Id)
-            .limit(MAX_COALESCED)
-            .all(db)
-            .await?;
+        let waiting = waiting(state, integration_id, wa_id).await?;
+        // Only an earlier holder can have left a turn unfinished: this holder finishes each
+        // turn before it claims the next.
+        if let Some(turn_id) = waiting.iter().find_map(|m| m.turn_id.clone()) {
+            match unfinished(state, &turn_id).await? {
+                Some(t) => return Ok(Next::Resume(t)),
+                None => continue,
+            }
+        }
         let found = waiting.len();
         // Reactions are recorded, never answered on their own.
         let waiting = input::take_reactions(state, tenant_id, integration_id, waiting).await?;
@@ -212,7 +242,7 @@ async fn claim(
             continue;
         }
         let Some(newest) = waiting.last() else {
-            return Ok(None);
+            return Ok(Next::Nothing);
         };
         let quiet_for =
             Duration::from_millis(u64::try_from(now_ms() - newest.received_at).unwrap_or(0));
@@ -225,9 +255,7 @@ async fn claim(
         }
         tokio::time::sleep(window - quiet_for).await;
     };
-    let integration = wi::Entity::find_by_id(integration_id.to_owned())
-        .one(db)
-        .await?;
+    let integration = cached_integration(state, integration_id).await?;
     // Downloads, transcription and document text are slow: before the write transaction.
     let prepared = match &integration {
         Some(i) => input::prepare_turn(state, i, &waiting).await?,
@@ -260,7 +288,7 @@ async fn claim(
     if claimed.rows_affected != ids.len() as u64 {
         // Someone else claimed some of them (we lost the lane meanwhile): no turn for us.
         txn.rollback().await?;
-        return Ok(None);
+        return Ok(Next::Nothing);
     }
     let newest_wamid = waiting.last().map(|m| m.wamid.clone()).unwrap_or_default();
     // Without the integration, run_turn finishes the turn unanswered.
@@ -269,25 +297,21 @@ async fn claim(
         None => t,
     };
     txn.commit().await?;
-    Ok(Some((
+    Ok(Next::New(
         t,
         Claimed {
             inbound_ids: ids,
             newest_wamid,
             integration,
         },
-    )))
+    ))
 }
 
 async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) -> ApiResult<()> {
     let db = state.store().db();
     let integration = match claimed.as_ref().map(|c| c.integration.clone()) {
         Some(known) => known,
-        None => {
-            wi::Entity::find_by_id(t.integration_id.clone())
-                .one(db)
-                .await?
-        }
+        None => cached_integration(state, &t.integration_id).await?,
     };
     let Some(integration) = integration else {
         // The integration was deleted: keep the messages, answer nothing.
@@ -337,6 +361,15 @@ async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) ->
         txn.commit().await?;
     }
     Ok(())
+}
+
+/// The integration, from the cache the webhook endpoint keeps ([`crate::ingest::cache`]).
+async fn cached_integration(state: &AppState, id: &str) -> ApiResult<Option<wi::Model>> {
+    Ok(state
+        .callbacks()
+        .get(state, id)
+        .await?
+        .map(|target| target.row.clone()))
 }
 
 /// Ends a turn (`done` or `failed`) and marks its messages processed (or failed).
@@ -826,7 +859,7 @@ async fn model_request(
     let bot = &cached.bot;
     let (llm, default_model) = cached.llm.clone()?;
     let mut model = bot_model(bot, default_model)?;
-    let vision = input::vision(state, bot).await;
+    let vision = cached.vision.clone();
     let (messages, has_images) = history(
         state,
         t,

@@ -1,7 +1,7 @@
-//! What the callback endpoint needs to know about an integration, cached briefly.
+//! What the callback endpoint and the engine need to know about an integration, cached briefly.
 //!
-//! Meta may call thousands of times a second; reading and decrypting the integration each time
-//! would cost more than the rest of the request. Entries live [`TTL`]; this replica forgets an
+//! Meta may call thousands of times a second, and every turn needs the integration too; reading
+//! and decrypting it each time would cost more than the rest of the request. Entries live [`TTL`]; this replica forgets an
 //! entry at once when the integration is updated or deleted through it, other replicas within
 //! the TTL. A deleted integration is also checked for again in the storing transaction, so its
 //! callback stops working at once everywhere.
@@ -33,6 +33,8 @@ pub struct CallbackTarget {
     pub phone_number_id: Option<String>,
     pub allow_from: AllowFrom,
     pub bot_id: Option<String>,
+    /// The whole stored integration: the engine reads it for every turn.
+    pub row: wi::Model,
 }
 
 /// When an entry was loaded, and the integration (`None`: there is no such integration).
@@ -101,13 +103,14 @@ fn load(state: &AppState, row: wi::Model) -> ApiResult<CallbackTarget> {
     // allowed rather than everybody.
     let allow_from = AllowFrom::parse(&row.allow_from).unwrap_or(AllowFrom::Numbers(Vec::new()));
     Ok(CallbackTarget {
-        tenant_id: row.tenant_id,
-        integration_id: row.id,
-        verify_token: row.verify_token,
+        tenant_id: row.tenant_id.clone(),
+        integration_id: row.id.clone(),
+        verify_token: row.verify_token.clone(),
         app_secret,
         allow_unsigned: row.allow_unsigned,
-        phone_number_id: row.phone_number_id,
+        phone_number_id: row.phone_number_id.clone(),
         allow_from,
-        bot_id: row.bot_id,
+        bot_id: row.bot_id.clone(),
+        row,
     })
 }
