@@ -72,6 +72,12 @@ impl Store {
                     .foreign_keys(true)
                     .pragma("temp_store", "memory")
                     .pragma("cache_size", "-16000");
+                // Checkpoints run from a task of their own (see `checkpoint_in_background`).
+                let options = if memory {
+                    options
+                } else {
+                    options.pragma("wal_autocheckpoint", "0")
+                };
                 let pool = SqlitePoolOptions::new()
                     // An in-memory database exists once per connection: keep exactly one.
                     .max_connections(if memory { 1 } else { max })
@@ -90,6 +96,9 @@ impl Store {
                     .connect_with(options)
                     .await
                     .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
+                if !memory {
+                    tokio::spawn(checkpoint_in_background(pool.clone()));
+                }
                 Ok(Self {
                     db: sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone()),
                     pool: Pool::Sqlite(pool),
@@ -172,6 +181,33 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(p) => p.close().await,
             Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Copies SQLite's write-ahead log back into the database file, off the writers' path.
+///
+/// By default SQLite checkpoints inside whichever commit takes the log past 1,000 pages: that
+/// writer then copies the pages and waits for an fsync while holding the write lock, and every
+/// writer queued behind it waits too, which made the engine's slowest replies (p99) several
+/// times its median. Parley turns automatic checkpoints off and runs them here in PASSIVE mode,
+/// which copies what it can without blocking writers or readers. Runs until the pool closes.
+async fn checkpoint_in_background(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint failed; the next one retries");
         }
     }
 }

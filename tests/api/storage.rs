@@ -335,8 +335,14 @@ async fn the_engines_hot_lookups_use_their_indexes_on_sqlite() {
         ),
         (
             "SELECT id FROM inbound_message WHERE integration_id = 'i' AND wa_id = 'w' \
-             AND state = 'queued' AND turn_id IS NULL ORDER BY id LIMIT 20",
-            "inbound_message_integration_id_wa_id_idx",
+             AND state = 'queued' ORDER BY id LIMIT 20",
+            "inbound_message_waiting_idx",
+        ),
+        (
+            "UPDATE contact_lane SET locked_by = NULL, locked_until = 0 WHERE id = 'l' \
+             AND locked_by = 'w' AND NOT EXISTS (SELECT 1 FROM inbound_message \
+             WHERE integration_id = 'i' AND wa_id = 'w' AND state = 'queued')",
+            "inbound_message_waiting_idx",
         ),
     ] {
         let plan = store
