@@ -196,8 +196,7 @@ async fn waiting(
 async fn unfinished(state: &AppState, turn_id: &str) -> ApiResult<Option<turn::Model>> {
     let db = state.store().db();
     let t = turn::Entity::find_by_id(turn_id.to_owned()).one(db).await?;
-    if let Some(t) = t.filter(|t| matches!(t.state.as_str(), "started" | "prompted" | "replied"))
-    {
+    if let Some(t) = t.filter(|t| matches!(t.state.as_str(), "started" | "prompted" | "replied")) {
         return Ok(Some(t));
     }
     crate::store::write_one(

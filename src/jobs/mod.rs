@@ -262,7 +262,8 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
     let monitor = match state.store().pool().clone() {
         crate::store::Pool::Sqlite(pool) => monitor.register(move |_| {
             let storage = apalis_sqlite::SqliteStorage::<InboundJob>::new(&pool)
-                .with_config(apalis_sqlite::Config::default()
+                .with_config(
+                    apalis_sqlite::Config::default()
                         .queue(INBOUND_QUEUE)
                         .batch_size(fetch_batch),
                 )
@@ -277,7 +278,8 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
             // PostgreSQL: apalis' insert trigger sends a NOTIFY that our own inserts fire too;
             // workers LISTEN for it instead of polling.
             let storage = apalis_postgres::PostgresStorage::<InboundJob>::new(&pool)
-                .with_config(apalis_postgres::Config::default()
+                .with_config(
+                    apalis_postgres::Config::default()
                         .queue(INBOUND_QUEUE)
                         .batch_size(fetch_batch),
                 )
