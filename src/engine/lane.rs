@@ -31,34 +31,28 @@ pub async fn acquire(
     let now = now_ms();
     let until = now + lease.as_millis() as i64;
     let id = lane_id(integration_id, wa_id);
-    let backend = conn.get_database_backend();
     // One statement: create the lane on first use, or take it if its lease lapsed or is ours.
     // Nothing changes (no row affected) when someone else holds it.
-    let res = write_one(
-            conn,
-            Statement::from_sql_and_values(
-            backend,
-            sql(
-                backend,
-                "INSERT INTO contact_lane (id, tenant_id, integration_id, wa_id, locked_by, locked_until) \
-                 VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (id) DO UPDATE SET locked_by = excluded.locked_by, \
-                 locked_until = excluded.locked_until \
-                 WHERE contact_lane.locked_until < ? OR contact_lane.locked_by = ?",
-            ),
-            [
-                id.into(),
-                tenant_id.into(),
-                integration_id.into(),
-                wa_id.into(),
-                worker.into(),
-                until.into(),
-                now.into(),
-                worker.into(),
-            ],
-        ))
-        .await?;
-    Ok(res.rows_affected() == 1)
+    let changed = write(
+        conn,
+        "INSERT INTO contact_lane (id, tenant_id, integration_id, wa_id, locked_by, locked_until) \
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET locked_by = excluded.locked_by, \
+         locked_until = excluded.locked_until \
+         WHERE contact_lane.locked_until < ? OR contact_lane.locked_by = ?",
+        [
+            id.into(),
+            tenant_id.into(),
+            integration_id.into(),
+            wa_id.into(),
+            worker.into(),
+            until.into(),
+            now.into(),
+            worker.into(),
+        ],
+    )
+    .await?;
+    Ok(changed == 1)
 }
 
 /// Extends our lease. Returns false if we lost it (it lapsed and someone else took it).
@@ -69,35 +63,22 @@ pub async fn renew(
     lease: Duration,
 ) -> Result<bool, DbErr> {
     let until = now_ms() + lease.as_millis() as i64;
-    let backend = conn.get_database_backend();
-    let res = write_one(
+    let changed = write(
         conn,
-        Statement::from_sql_and_values(
-            backend,
-            sql(
-                backend,
-                "UPDATE contact_lane SET locked_until = ? WHERE id = ? AND locked_by = ?",
-            ),
-            [until.into(), lane.into(), worker.into()],
-        ),
+        "UPDATE contact_lane SET locked_until = ? WHERE id = ? AND locked_by = ?",
+        [until.into(), lane.into(), worker.into()],
     )
     .await?;
-    Ok(res.rows_affected() == 1)
+    Ok(changed == 1)
 }
 
 /// Gives the lane up.
 pub async fn release(conn: &DatabaseConnection, lane: &str, worker: &str) -> Result<(), DbErr> {
-    let backend = conn.get_database_backend();
-    write_one(
-            conn,
-            Statement::from_sql_and_values(
-        backend,
-        sql(
-            backend,
-            "UPDATE contact_lane SET locked_by = NULL, locked_until = 0 WHERE id = ? AND locked_by = ?",
-        ),
+    write(
+        conn,
+        "UPDATE contact_lane SET locked_by = NULL, locked_until = 0 WHERE id = ? AND locked_by = ?",
         [lane.into(), worker.into()],
-    ))
+    )
     .await?;
     Ok(())
 }
@@ -116,27 +97,20 @@ pub async fn release_if_idle(
     integration_id: &str,
     wa_id: &str,
 ) -> Result<bool, DbErr> {
-    let backend = conn.get_database_backend();
-    let res = write_one(
+    let changed = write(
         conn,
-        Statement::from_sql_and_values(
-            backend,
-            sql(
-                backend,
-                "UPDATE contact_lane SET locked_by = NULL, locked_until = 0 \
-                 WHERE id = ? AND locked_by = ? AND NOT EXISTS (SELECT 1 FROM inbound_message \
-                 WHERE integration_id = ? AND wa_id = ? AND state = 'queued')",
-            ),
-            [
-                lane.into(),
-                worker.into(),
-                integration_id.into(),
-                wa_id.into(),
-            ],
-        ),
+        "UPDATE contact_lane SET locked_by = NULL, locked_until = 0 \
+         WHERE id = ? AND locked_by = ? AND NOT EXISTS (SELECT 1 FROM inbound_message \
+         WHERE integration_id = ? AND wa_id = ? AND state = 'queued')",
+        [
+            lane.into(),
+            worker.into(),
+            integration_id.into(),
+            wa_id.into(),
+        ],
     )
     .await?;
-    Ok(res.rows_affected() == 1)
+    Ok(changed == 1)
 }
 
 /// Whether `worker` holds the lane.
@@ -153,4 +127,15 @@ pub async fn holds(conn: &DatabaseConnection, lane: &str, worker: &str) -> Resul
         ))
         .await?;
     Ok(row.is_some())
+}
+
+/// Runs one lane write through the write gate; returns the rows it changed.
+async fn write<const N: usize>(
+    conn: &DatabaseConnection,
+    text: &str,
+    values: [sea_orm::Value; N],
+) -> Result<u64, DbErr> {
+    let backend = conn.get_database_backend();
+    let stmt = Statement::from_sql_and_values(backend, sql(backend, text), values);
+    Ok(write_one(conn, stmt).await?.rows_affected())
 }

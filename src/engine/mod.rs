@@ -160,7 +160,7 @@ async fn next_turn(
     match claim(state, tenant_id, integration_id, wa_id).await? {
         Next::Nothing => return Ok(false),
         Next::Resume(t) => run_turn(state, t, None).await?,
-        Next::New(t, claimed) => run_turn(state, t, Some(claimed)).await?,
+        Next::New(t, claimed) => run_turn(state, t, Some(*claimed)).await?,
     }
     Ok(true)
 }
@@ -170,7 +170,8 @@ enum Next {
     Nothing,
     /// A turn an earlier holder claimed and did not finish (its messages still wait).
     Resume(turn::Model),
-    New(turn::Model, Claimed),
+    /// Boxed: the claim carries the integration, several hundred bytes.
+    New(turn::Model, Box<Claimed>),
 }
 
 /// The contact's waiting messages, oldest first, in one read: the claimed ones of an
@@ -298,11 +299,11 @@ async fn claim(
     txn.commit().await?;
     Ok(Next::New(
         t,
-        Claimed {
+        Box::new(Claimed {
             inbound_ids: ids,
             newest_wamid,
             integration,
-        },
+        }),
     ))
 }
 
