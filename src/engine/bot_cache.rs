@@ -1,9 +1,8 @@
 //! The bot and model provider a turn talks to, kept briefly in memory.
 //!
 //! Every turn needs the bot (backstory, model) and its provider (endpoint, opened API key,
-//! vision model);
-//! reading both and decrypting the key for each turn cost about as much as the rest of the
-//! turn's reads. Entries live [`TTL`]; updating a bot or provider through this replica clears
+//! vision model); reading both and decrypting the key for each turn cost about as much as the
+//! rest of the turn's reads. Entries live [`TTL`]; updating a bot or provider through this replica clears
 //! the cache at once, other replicas within the TTL. Deleting needs no clearing: a deleted
 //! bot is unlinked from its integrations (which each turn reads fresh), and a provider can only
 //! be deleted when no bot uses it.

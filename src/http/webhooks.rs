@@ -44,14 +44,14 @@ async fn limited_event(
     key: &str,
     event: Event,
 ) -> ApiResult<()> {
-    let limit_key = format!("{}:{key}", t.integration_id);
+    let limit_key = format!("{}:{key}", t.row.id);
     if let Some(suppressed) = state.webhook_events().admit(&limit_key) {
         let event = if suppressed > 0 {
             event.data(json!({"suppressedSinceLast": suppressed}))
         } else {
             event
         };
-        event.record(state.store().db(), &t.tenant_id).await?;
+        event.record(state.store().db(), &t.row.tenant_id).await?;
     }
     Ok(())
 }
@@ -94,7 +94,7 @@ async fn verify(
     }
     let token_ok = token
         .as_deref()
-        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(t.verify_token.as_bytes())));
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(t.row.verify_token.as_bytes())));
     // The challenge is echoed back: keep it to what Meta sends (digits, in practice).
     let challenge = challenge
         .filter(|c| !c.is_empty() && c.len() <= 256 && c.bytes().all(|b| b.is_ascii_graphic()));
@@ -105,8 +105,8 @@ async fn verify(
                 Level::Info,
                 "Meta verified the callback URL",
             )
-            .integration(&t.integration_id)
-            .record(state.store().db(), &t.tenant_id)
+            .integration(&t.row.id)
+            .record(state.store().db(), &t.row.tenant_id)
             .await?;
             Ok(HttpResponse::Ok()
                 .content_type(ContentType::plaintext())
@@ -131,7 +131,7 @@ async fn verify(
                     Level::Warning,
                     format!("callback verification refused: {why}"),
                 )
-                .integration(&t.integration_id),
+                .integration(&t.row.id),
             )
             .await?;
             Err(ApiError::not_authorized(format!(
@@ -182,7 +182,7 @@ async fn receive(
                     Level::Error,
                     format!("a signed webhook was not valid JSON: {e}"),
                 )
-                .integration(&t.integration_id),
+                .integration(&t.row.id),
             )
             .await?;
             return Err(ApiError::bad_request(
@@ -207,7 +207,7 @@ async fn receive(
             })))
         }
         Err(IngestError::IntegrationGone) => {
-            state.callbacks().forget(&t.integration_id);
+            state.callbacks().forget(&t.row.id);
             Err(ApiError::not_found("whatsapp integration"))
         }
         Err(IngestError::Unavailable(why)) => Err(ApiError::Unavailable(anyhow::anyhow!(why))),
@@ -220,7 +220,7 @@ async fn check_signature(
     req: &HttpRequest,
     body: &[u8],
 ) -> ApiResult<()> {
-    if t.allow_unsigned {
+    if t.row.allow_unsigned {
         return Ok(());
     }
     let Some(secret) = &t.app_secret else {
@@ -233,7 +233,7 @@ async fn check_signature(
                 Level::Error,
                 "webhook refused: the integration needs its appSecret to check Meta's signature",
             )
-            .integration(&t.integration_id),
+            .integration(&t.row.id),
         )
         .await?;
         return Err(ApiError::not_authenticated(
@@ -254,7 +254,7 @@ async fn check_signature(
                 Level::Warning,
                 format!("webhook refused: X-Hub-Signature-256 {}", describe(&e)),
             )
-            .integration(&t.integration_id),
+            .integration(&t.row.id),
         )
         .await?;
         return Err(ApiError::not_authenticated(
@@ -277,9 +277,9 @@ const MAX_LOGGED_VALUE: usize = 8 * 1024;
 
 fn to_batch(t: &CallbackTarget, parsed: webhook::Webhook) -> Batch {
     let mut batch = Batch {
-        tenant_id: t.tenant_id.clone(),
-        integration_id: t.integration_id.clone(),
-        bot_id: t.bot_id.clone(),
+        tenant_id: t.row.tenant_id.clone(),
+        integration_id: t.row.id.clone(),
+        bot_id: t.row.bot_id.clone(),
         ..Batch::default()
     };
     for entry in parsed.entry {
@@ -299,7 +299,7 @@ fn to_batch(t: &CallbackTarget, parsed: webhook::Webhook) -> Batch {
                             Level::Info,
                             format!("{} update received (not processed)", change.field),
                         )
-                        .integration(&t.integration_id)
+                        .integration(&t.row.id)
                         .data(json!({"field": change.field, "entryId": entry.id, "value": kept})),
                     );
                 }
@@ -310,7 +310,7 @@ fn to_batch(t: &CallbackTarget, parsed: webhook::Webhook) -> Batch {
 }
 
 fn add_messages(t: &CallbackTarget, batch: &mut Batch, entry_id: &str, value: MessagesValue) {
-    if let Some(mine) = &t.phone_number_id
+    if let Some(mine) = &t.row.phone_number_id
         && value.metadata.phone_number_id != *mine
     {
         batch.events.push(
@@ -322,7 +322,7 @@ fn add_messages(t: &CallbackTarget, batch: &mut Batch, entry_id: &str, value: Me
                     value.metadata.phone_number_id
                 ),
             )
-            .integration(&t.integration_id)
+            .integration(&t.row.id)
             .data(json!({
                 "phoneNumberId": value.metadata.phone_number_id,
                 "messages": value.messages.len(),
@@ -338,7 +338,7 @@ fn add_messages(t: &CallbackTarget, batch: &mut Batch, entry_id: &str, value: Me
                 Level::Error,
                 format!("Meta reported error {}: {}", e.code, e.title.as_deref().unwrap_or("")),
             )
-            .integration(&t.integration_id)
+            .integration(&t.row.id)
             .data(json!({"code": e.code, "title": e.title, "message": e.message, "details": e.details})),
         );
     }
@@ -349,7 +349,7 @@ fn add_messages(t: &CallbackTarget, batch: &mut Batch, entry_id: &str, value: Me
                 Level::Warning,
                 format!("{} unreadable elements skipped", value.skipped),
             )
-            .integration(&t.integration_id)
+            .integration(&t.row.id)
             .data(json!({"entryId": entry_id})),
         );
     }
@@ -365,7 +365,7 @@ fn add_messages(t: &CallbackTarget, batch: &mut Batch, entry_id: &str, value: Me
                     Level::Warning,
                     format!("message of unknown type {:?} stored as received", m.kind),
                 )
-                .integration(&t.integration_id)
+                .integration(&t.row.id)
                 .data(json!({"wamid": m.id, "type": m.kind})),
             );
         }

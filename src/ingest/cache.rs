@@ -1,10 +1,10 @@
 //! What the callback endpoint and the engine need to know about an integration, cached briefly.
 //!
 //! Meta may call thousands of times a second, and every turn needs the integration too; reading
-//! and decrypting it each time would cost more than the rest of the request. Entries live [`TTL`]; this replica forgets an
-//! entry at once when the integration is updated or deleted through it, other replicas within
-//! the TTL. A deleted integration is also checked for again in the storing transaction, so its
-//! callback stops working at once everywhere.
+//! and decrypting it each time would cost more than the rest of the request. Entries live
+//! [`TTL`]; this replica forgets an entry at once when the integration is updated or deleted
+//! through it, other replicas within the TTL. A deleted integration is also checked for again
+//! in the storing transaction, so its callback stops working at once everywhere.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -21,20 +21,14 @@ use crate::store::entities::whatsapp_integration as wi;
 pub const TTL: Duration = Duration::from_secs(2);
 const MAX_ENTRIES: usize = 50_000;
 
-/// An integration, as its callback sees it.
+/// An integration, as its callback sees it: the stored row (the engine reads it for every turn
+/// too), with its app secret opened and its `allowFrom` parsed once.
 #[derive(Debug)]
 pub struct CallbackTarget {
-    pub tenant_id: String,
-    pub integration_id: String,
-    pub verify_token: String,
+    pub row: wi::Model,
     /// Opened app secret, if one is set.
     pub app_secret: Option<SecretBox<Vec<u8>>>,
-    pub allow_unsigned: bool,
-    pub phone_number_id: Option<String>,
     pub allow_from: AllowFrom,
-    pub bot_id: Option<String>,
-    /// The whole stored integration: the engine reads it for every turn.
-    pub row: wi::Model,
 }
 
 /// When an entry was loaded, and the integration (`None`: there is no such integration).
@@ -103,14 +97,8 @@ fn load(state: &AppState, row: wi::Model) -> ApiResult<CallbackTarget> {
     // allowed rather than everybody.
     let allow_from = AllowFrom::parse(&row.allow_from).unwrap_or(AllowFrom::Numbers(Vec::new()));
     Ok(CallbackTarget {
-        tenant_id: row.tenant_id.clone(),
-        integration_id: row.id.clone(),
-        verify_token: row.verify_token.clone(),
-        app_secret,
-        allow_unsigned: row.allow_unsigned,
-        phone_number_id: row.phone_number_id.clone(),
-        allow_from,
-        bot_id: row.bot_id.clone(),
         row,
+        app_secret,
+        allow_from,
     })
 }
