@@ -343,7 +343,7 @@ fn spawn_server(
             ("PARLEY_LOG_LEVEL", log_level.as_str()),
             ("PARLEY_WHATSAPP_GRAPH_URL", mocks),
             ("PARLEY_COALESCE_WINDOW_MS", "0"),
-            ("PARLEY_WORKER_CONCURRENCY", "32"),
+            ("PARLEY_WORKER_CONCURRENCY", "128"),
         ])
         // `PARLEY_BENCH_SERVER_ENV="PARLEY_X=1 PARLEY_Y=2"` tries server settings.
         .envs(

@@ -10,6 +10,7 @@ use crate::channels::whatsapp::graph::GraphClient;
 use crate::config::Settings;
 use crate::crypto::Vault;
 use crate::engine::session::Sessions;
+use crate::engine::writer::Writer;
 use crate::ingest::Ingestor;
 use crate::ingest::cache::CallbackCache;
 use crate::ingest::limiter::EventLimiter;
@@ -34,6 +35,8 @@ struct Inner {
     /// Keeps floods of rejected webhooks out of the event log.
     webhook_events: EventLimiter,
     sessions: Sessions,
+    /// Commits the writes of the engine's turns in flight together.
+    engine_writer: Writer,
     bot_cache: crate::engine::bot_cache::BotCache,
     /// For model vendors: no total timeout here, each call sets its own.
     llm_http: reqwest::Client,
@@ -68,12 +71,14 @@ impl AppState {
             settings.whatsapp_graph_timeout,
         )?;
         let inbound_wake = Arc::new(tokio::sync::Notify::new());
+        let sessions = Sessions::new(redis.clone());
         Ok(Self(Arc::new(Inner {
+            engine_writer: Writer::start(store.clone(), sessions.clone()),
             ingestor: Ingestor::start(store.clone(), inbound_wake.clone()),
             inbound_wake,
             callbacks: CallbackCache::default(),
             webhook_events: EventLimiter::new(std::time::Duration::from_secs(10)),
-            sessions: Sessions::new(redis.clone()),
+            sessions,
             bot_cache: Default::default(),
             llm_http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(5))
@@ -122,6 +127,11 @@ impl AppState {
 
     pub fn inbound_wake(&self) -> &Arc<tokio::sync::Notify> {
         &self.0.inbound_wake
+    }
+
+    /// The engine's group-committing writer ([`crate::engine::writer`]).
+    pub fn engine_writer(&self) -> &Writer {
+        &self.0.engine_writer
     }
 
     /// Integrations as their callbacks see them.

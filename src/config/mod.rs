@@ -129,7 +129,8 @@ pub struct Settings {
     /// `PARLEY_SHUTDOWN_TIMEOUT_SECS`: on SIGTERM/SIGINT, how long in-flight requests and jobs may
     /// take to finish before the process exits anyway. Default 30.
     pub shutdown_timeout: Duration,
-    /// `PARLEY_WORKER_CONCURRENCY`: jobs one process runs at the same time. Default 8.
+    /// `PARLEY_WORKER_CONCURRENCY`: jobs one process runs at the same time. Default 64: a turn
+    /// mostly waits for its model, and the engine commits the writes of turns in flight together.
     pub worker_concurrency: usize,
     /// `PARLEY_HTTP_WORKERS`: HTTP worker threads; 0 means one per CPU core. Default 0.
     pub http_workers: usize,

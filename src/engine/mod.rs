@@ -7,12 +7,15 @@
 //! parallel, up to the worker concurrency.
 //!
 //! A turn is a small state machine stored in the database, so a crash at any point resumes
-//! where it stopped without answering twice:
-//! `started` (messages claimed) → `prompted` (user messages and session stored) → `replied`
-//! (reply parts stored) → `done`. The model is called between `prompted` and `replied`; if the
-//! process dies there, the call is simply made again. When the model calls its WhatsApp tools,
+//! where it stopped without answering twice: `prompted` (messages claimed, user messages and
+//! session stored, in one write) → `replied` (reply parts stored) → `done`. The model is called
+//! between `prompted` and `replied`; if the process dies there, the call is simply made again. When the model calls its WhatsApp tools,
 //! each tool round is stored (and its messages sent) within `prompted`, and a resumed turn
 //! continues after the last stored round ([`tool_loop`] explains why nothing is sent twice).
+//!
+//! Turns write through the engine's [`writer`], which commits the writes of every turn in
+//! flight together; the functions it applies (`prompt_many`, `store_replies`, `apply_steps`)
+//! take many turns at once.
 //!
 //! What a message becomes for the model (media downloaded and stored, voice transcribed,
 //! structured messages spelled out, reactions recorded instead of answered) is
@@ -25,6 +28,7 @@ pub mod outbox;
 pub mod session;
 pub mod tool_loop;
 pub mod tools;
+pub mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +36,7 @@ use std::time::Duration;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait,
+    QueryOrder, QuerySelect,
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -49,19 +53,20 @@ use crate::llm::provider::{
     RequestMetadata, Role,
 };
 use crate::state::AppState;
-use crate::store::entities::{
-    contact, inbound_message as inbound, message, provider, turn, whatsapp_integration as wi,
+use crate::store::{
+    self,
+    entities::{
+        contact, inbound_message as inbound, message, provider, turn, whatsapp_integration as wi,
+    },
 };
 use crate::time::now_ms;
 
+use self::lane::After;
 use self::outbox::Destination;
-use self::session::SessionKey;
+use self::session::{SessionKey, Sessions};
 
 /// Commands that end the session at once, whatever the integration adds.
 pub const DEFAULT_RESET_COMMANDS: [&str; 3] = ["/reset", "/restart", "/new"];
-
-/// What a turn claims at most at once.
-const MAX_COALESCED: u64 = 20;
 
 /// Handles one inbound job: runs its contact's lane if it is free.
 pub async fn handle(state: &AppState, job: &InboundJob) -> ApiResult<()> {
@@ -82,6 +87,32 @@ pub async fn handle(state: &AppState, job: &InboundJob) -> ApiResult<()> {
     run_lane(state, &job.tenant_id, &job.integration_id, &wa_id).await
 }
 
+/// The contact whose lane a worker holds, and the holder's name in the lane row.
+struct Lane<'a> {
+    tenant_id: &'a str,
+    integration_id: &'a str,
+    wa_id: &'a str,
+    holder: String,
+}
+
+impl Lane<'_> {
+    fn id(&self) -> String {
+        lane::lane_id(self.integration_id, self.wa_id)
+    }
+
+    fn release(&self) -> lane::Release {
+        lane::Release {
+            integration_id: self.integration_id.to_owned(),
+            wa_id: self.wa_id.to_owned(),
+            holder: self.holder.clone(),
+        }
+    }
+
+    async fn waiting(&self, state: &AppState) -> ApiResult<Vec<inbound::Model>> {
+        Ok(lane::waiting(state.store().db(), self.integration_id, self.wa_id).await?)
+    }
+}
+
 /// Runs the contact's waiting turns while holding its lane.
 pub async fn run_lane(
     state: &AppState,
@@ -89,35 +120,42 @@ pub async fn run_lane(
     integration_id: &str,
     wa_id: &str,
 ) -> ApiResult<()> {
-    let db = state.store().db();
-    // A holder per call, not per process: concurrent jobs of one process must exclude each
-    // other too.
-    let holder = format!(
-        "{}:{}",
-        state.worker_id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    let worker = holder.as_str();
-    let lane_id = lane::lane_id(integration_id, wa_id);
-    let lease = state.settings().lane_lease;
-    if !lane::acquire(db, tenant_id, integration_id, wa_id, worker, lease).await? {
+    let lane = Lane {
+        tenant_id,
+        integration_id,
+        wa_id,
+        // A holder per call, not per process: concurrent jobs of one process must exclude
+        // each other too.
+        holder: format!(
+            "{}:{}",
+            state.worker_id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ),
+    };
+    let take = lane::Take {
+        tenant_id: tenant_id.to_owned(),
+        integration_id: integration_id.to_owned(),
+        wa_id: wa_id.to_owned(),
+        holder: lane.holder.clone(),
+        lease: state.settings().lane_lease,
+    };
+    let Some(mut waiting) = state.engine_writer().take(take).await? else {
         // Someone else runs this contact; they check for waiting messages before letting go.
         return Ok(());
-    }
+    };
     loop {
-        let renewer = spawn_renewer(state.clone(), lane_id.clone(), worker.to_owned());
-        let result = next_turn(state, tenant_id, integration_id, wa_id).await;
+        let renewer = spawn_renewer(state.clone(), lane.id(), lane.holder.clone());
+        let result = next_turn(state, &lane, waiting).await;
         renewer.abort();
-        if let Err(e) = result {
-            lane::release(db, &lane_id, worker).await?;
-            return Err(e);
-        }
-        // A message whose job ran while we held the lane relies on us to see it: the lane is
-        // only given up when nothing waits.
-        if lane::release_if_idle(db, &lane_id, worker, integration_id, wa_id).await?
-            || !lane::holds(db, &lane_id, worker).await?
-        {
-            return Ok(());
+        match result {
+            Err(e) => {
+                lane::release(state.store().db(), &lane.id(), &lane.holder).await?;
+                return Err(e);
+            }
+            // A message whose job ran while we held the lane relies on us to see it: the lane
+            // is only given up when nothing waits.
+            Ok(After::Waiting) => waiting = lane.waiting(state).await?,
+            Ok(After::Released | After::Lost) => return Ok(()),
         }
     }
 }
@@ -146,23 +184,27 @@ fn spawn_renewer(state: AppState, lane_id: String, worker: String) -> tokio::tas
 struct Claimed {
     inbound_ids: Vec<String>,
     newest_wamid: String,
-    integration: Option<wi::Model>,
+    integration: wi::Model,
 }
 
-/// Runs the contact's next turn: first a turn a dead worker left unfinished, else a new turn
-/// for the waiting messages. Returns whether there was one.
+/// Runs the contact's next turn (first a turn a dead worker left unfinished, else a new turn
+/// for the waiting messages), then offers the lane back, in the same write as the turn's last.
 async fn next_turn(
     state: &AppState,
-    tenant_id: &str,
-    integration_id: &str,
-    wa_id: &str,
-) -> ApiResult<bool> {
-    match claim(state, tenant_id, integration_id, wa_id).await? {
-        Next::Nothing => return Ok(false),
+    lane: &Lane<'_>,
+    waiting: Vec<inbound::Model>,
+) -> ApiResult<After> {
+    let mut last = match claim(state, lane, waiting).await? {
+        Next::Nothing => Step::default(),
         Next::Resume(t) => run_turn(state, t, None).await?,
         Next::New(t, claimed) => run_turn(state, t, Some(*claimed)).await?,
-    }
-    Ok(true)
+    };
+    last.release = Some(lane.release());
+    Ok(state
+        .engine_writer()
+        .step(last)
+        .await?
+        .unwrap_or(After::Lost))
 }
 
 /// What [`claim`] found.
@@ -174,74 +216,63 @@ enum Next {
     New(turn::Model, Box<Claimed>),
 }
 
-/// The contact's waiting messages, oldest first, in one read: the claimed ones of an
-/// unfinished turn among them too (they stay `queued` until their turn ends).
-async fn waiting(
-    state: &AppState,
-    integration_id: &str,
-    wa_id: &str,
-) -> ApiResult<Vec<inbound::Model>> {
-    Ok(inbound::Entity::find()
-        .filter(inbound::Column::IntegrationId.eq(integration_id))
-        .filter(inbound::Column::WaId.eq(wa_id))
-        // A literal, so the partial index of waiting messages serves it (migration 000009).
-        .filter(Expr::cust("state = 'queued'"))
-        .order_by_asc(inbound::Column::Id)
-        .limit(MAX_COALESCED)
-        .all(state.store().db())
-        .await?)
-}
-
-/// The unfinished turn that claimed `turn_id`'s messages. A finished or missing one (which
-/// no code path leaves behind) has its messages settled so they cannot wait forever.
+/// The unfinished turn that claimed `turn_id`'s messages. A finished or missing one (which no
+/// code path leaves behind) has its messages settled so they cannot wait forever; a `started`
+/// one (claimed by a version that prompted in a later transaction) lets its messages go, to
+/// be claimed again.
 async fn unfinished(state: &AppState, turn_id: &str) -> ApiResult<Option<turn::Model>> {
     let db = state.store().db();
     let t = turn::Entity::find_by_id(turn_id.to_owned()).one(db).await?;
-    if let Some(t) = t.filter(|t| matches!(t.state.as_str(), "started" | "prompted" | "replied")) {
-        return Ok(Some(t));
+    let (turn_id_to, state_to) = match t.as_ref().map(|t| t.state.as_str()) {
+        Some("prompted" | "replied") => return Ok(t),
+        Some("started") => (None, "queued"),
+        _ => (Some(turn_id.to_owned()), "failed"),
+    };
+    let txn = store::begin_write(db).await?;
+    inbound::Entity::update_many()
+        .col_expr(inbound::Column::State, Expr::value(state_to))
+        .col_expr(inbound::Column::TurnId, Expr::value(turn_id_to))
+        .col_expr(inbound::Column::UpdatedAt, Expr::value(now_ms()))
+        .filter(inbound::Column::TurnId.eq(turn_id))
+        .filter(inbound::Column::State.eq("queued"))
+        .exec(&txn)
+        .await?;
+    if state_to == "queued" {
+        finish_turns(&txn, &[turn_id], "failed", Some("superseded")).await?;
     }
-    crate::store::write_one(
-        db,
-        inbound::Entity::update_many()
-            .col_expr(inbound::Column::State, Expr::value("failed"))
-            .col_expr(inbound::Column::UpdatedAt, Expr::value(now_ms()))
-            .filter(inbound::Column::TurnId.eq(turn_id))
-            .filter(inbound::Column::State.eq("queued"))
-            .build(db.get_database_backend()),
-    )
-    .await?;
+    txn.commit().await?;
     Ok(None)
 }
 
 /// Claims the contact's waiting messages for a new turn, after letting a burst settle: messages
 /// that arrive within the coalescing window of each other are answered together. The claim and
-/// the prompt step (session, contact, user messages) share one transaction.
+/// the prompt step (session, contact, user messages) are one write ([`prompt_many`]).
 async fn claim(
     state: &AppState,
-    tenant_id: &str,
-    integration_id: &str,
-    wa_id: &str,
+    lane: &Lane<'_>,
+    mut waiting: Vec<inbound::Model>,
 ) -> ApiResult<Next> {
-    let db = state.store().db();
     let window = state.settings().coalesce_window;
     let waited_since = tokio::time::Instant::now();
     let waiting = loop {
-        let waiting = waiting(state, integration_id, wa_id).await?;
         // Only an earlier holder can have left a turn unfinished: this holder finishes each
         // turn before it claims the next.
         if let Some(turn_id) = waiting.iter().find_map(|m| m.turn_id.clone()) {
-            match unfinished(state, &turn_id).await? {
-                Some(t) => return Ok(Next::Resume(t)),
-                None => continue,
+            if let Some(t) = unfinished(state, &turn_id).await? {
+                return Ok(Next::Resume(t));
             }
+            waiting = lane.waiting(state).await?;
+            continue;
         }
         let found = waiting.len();
         // Reactions are recorded, never answered on their own.
-        let waiting = input::take_reactions(state, tenant_id, integration_id, waiting).await?;
-        if waiting.is_empty() && found > 0 {
+        let rest =
+            input::take_reactions(state, lane.tenant_id, lane.integration_id, waiting).await?;
+        if rest.is_empty() && found > 0 {
+            waiting = lane.waiting(state).await?;
             continue;
         }
-        let Some(newest) = waiting.last() else {
+        let Some(newest) = rest.last() else {
             return Ok(Next::Nothing);
         };
         let quiet_for =
@@ -249,54 +280,45 @@ async fn claim(
         // Wait out the window, but not forever: a contact typing non-stop still gets answers.
         if quiet_for >= window
             || waited_since.elapsed() >= window * 3
-            || waiting.len() as u64 >= MAX_COALESCED
+            || rest.len() >= lane::MAX_COALESCED
         {
-            break waiting;
+            break rest;
         }
         tokio::time::sleep(window - quiet_for).await;
+        waiting = lane.waiting(state).await?;
     };
-    let integration = cached_integration(state, integration_id).await?;
-    // Downloads, transcription and document text are slow: before the write transaction.
-    let prepared = match &integration {
-        Some(i) => input::prepare_turn(state, i, &waiting).await?,
-        None => Vec::new(),
-    };
-    let now = now_ms();
-    let txn = crate::store::begin_write(db).await?;
-    let t = turn::ActiveModel {
-        id: Set(new_id(prefix::TURN)),
-        tenant_id: Set(tenant_id.to_owned()),
-        integration_id: Set(integration_id.to_owned()),
-        wa_id: Set(wa_id.to_owned()),
-        conversation_id: Set(None),
-        state: Set("started".to_owned()),
-        error: Set(None),
-        tool_rounds: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
     let ids: Vec<String> = waiting.iter().map(|m| m.id.clone()).collect();
-    let claimed = inbound::Entity::update_many()
-        .col_expr(inbound::Column::TurnId, Expr::value(t.id.clone()))
-        .col_expr(inbound::Column::UpdatedAt, Expr::value(now))
-        .filter(inbound::Column::Id.is_in(ids.clone()))
-        .filter(inbound::Column::TurnId.is_null())
-        .exec(&txn)
-        .await?;
-    if claimed.rows_affected != ids.len() as u64 {
-        // Someone else claimed some of them (we lost the lane meanwhile): no turn for us.
-        txn.rollback().await?;
+    let Some(integration) = cached_integration(state, lane.integration_id).await? else {
+        // The integration was deleted: keep the messages, answer nothing.
+        settle(state, &ids).await?;
         return Ok(Next::Nothing);
-    }
-    let newest_wamid = waiting.last().map(|m| m.wamid.clone()).unwrap_or_default();
-    // Without the integration, run_turn finishes the turn unanswered.
-    let t = match &integration {
-        Some(integration) => prompt_in(&txn, state, integration, t, waiting, prepared).await?,
-        None => t,
     };
-    txn.commit().await?;
+    // Downloads, transcription and document text are slow: before the write.
+    let prepared = input::prepare_turn(state, &integration, &waiting).await?;
+    let newest_wamid = waiting.last().map(|m| m.wamid.clone()).unwrap_or_default();
+    let now = now_ms();
+    let turn = turn::Model {
+        id: new_id(prefix::TURN),
+        tenant_id: lane.tenant_id.to_owned(),
+        integration_id: lane.integration_id.to_owned(),
+        wa_id: lane.wa_id.to_owned(),
+        conversation_id: None,
+        state: "started".to_owned(),
+        error: None,
+        tool_rounds: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let claim = Claim {
+        turn,
+        integration: integration.clone(),
+        waiting,
+        prepared,
+    };
+    let Some(t) = state.engine_writer().claim(claim).await? else {
+        // Someone else claimed some of them (we lost the lane meanwhile): no turn for us.
+        return Ok(Next::Nothing);
+    };
     Ok(Next::New(
         t,
         Box::new(Claimed {
@@ -307,22 +329,37 @@ async fn claim(
     ))
 }
 
-async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) -> ApiResult<()> {
+/// Marks unclaimed messages processed without answering them.
+async fn settle(state: &AppState, ids: &[String]) -> ApiResult<()> {
     let db = state.store().db();
-    let integration = match claimed.as_ref().map(|c| c.integration.clone()) {
-        Some(known) => known,
+    let _gate = store::write_gate(db.get_database_backend()).await;
+    store::execute(
+        db,
+        &format!(
+            "UPDATE inbound_message SET state = 'processed', updated_at = ? \
+             WHERE {} AND turn_id IS NULL",
+            store::in_json(db.get_database_backend(), "id")
+        ),
+        [now_ms().into(), store::json_param(&ids)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Runs a claimed turn to its end and returns its last write, for the caller to commit with
+/// the lane's release.
+async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) -> ApiResult<Step> {
+    let db = state.store().db();
+    let integration = match claimed.as_ref() {
+        Some(c) => Some(c.integration.clone()),
         None => cached_integration(state, &t.integration_id).await?,
     };
     let Some(integration) = integration else {
         // The integration was deleted: keep the messages, answer nothing.
-        let txn = crate::store::begin_write(db).await?;
-        finish_in(&txn, &t, "done", Some("integration deleted")).await?;
+        let txn = store::begin_write(db).await?;
+        finish_turns(&txn, &[t.id.as_str()], "done", Some("integration deleted")).await?;
         txn.commit().await?;
-        return Ok(());
-    };
-    let t = match t.state.as_str() {
-        "started" => prompt(state, &integration, t).await?,
-        _ => t,
+        return Ok(Step::default());
     };
     let (t, parts) = match t.state.as_str() {
         "prompted" => {
@@ -331,36 +368,44 @@ async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) ->
         }
         _ => (t, None),
     };
-    if t.state == "replied" {
-        let token = crate::integrations::whatsapp::access_token(state, &integration)?;
-        match (&integration.phone_number_id, token) {
-            (Some(phone), Some(token)) => {
-                let dest = Destination {
-                    tenant_id: &t.tenant_id,
-                    integration_id: &t.integration_id,
-                    phone_number_id: phone,
-                    token: &token,
-                    wa_id: &t.wa_id,
-                    graph: &state.graph_for(&integration),
-                };
-                outbox::send_turn(state, &dest, &t.id, parts).await?;
-            }
-            _ => {
-                Event::new(
-                    "whatsapp.reply.skipped",
-                    Level::Error,
-                    "the integration has no phoneNumberId or accessToken; the reply was not sent",
-                )
-                .integration(&t.integration_id)
-                .record(db, &t.tenant_id)
-                .await?;
-            }
-        }
-        let txn = crate::store::begin_write(db).await?;
-        finish_in(&txn, &t, "done", None).await?;
-        txn.commit().await?;
+    if t.state != "replied" {
+        // A turn the claim failed (nothing readable) is settled already.
+        return Ok(Step::default());
     }
-    Ok(())
+    let finish = Step {
+        finish: Some(t.id.clone()),
+        ..Step::default()
+    };
+    let token = crate::integrations::whatsapp::access_token(state, &integration)?;
+    let (Some(phone), Some(token)) = (&integration.phone_number_id, token) else {
+        Event::new(
+            "whatsapp.reply.skipped",
+            Level::Error,
+            "the integration has no phoneNumberId or accessToken; the reply was not sent",
+        )
+        .integration(&t.integration_id)
+        .record(db, &t.tenant_id)
+        .await?;
+        return Ok(finish);
+    };
+    let dest = Destination {
+        tenant_id: &t.tenant_id,
+        integration_id: &t.integration_id,
+        phone_number_id: phone,
+        token: &token,
+        wa_id: &t.wa_id,
+        graph: &state.graph_for(&integration),
+    };
+    match parts {
+        // Stored just now, the first as `sending`.
+        Some(parts) => outbox::send_fresh(state, &dest, &t.id, parts).await,
+        // A turn resumed after its reply was stored, or answered in its claim (a reset, a
+        // canned reply): what is still pending goes out one part at a time.
+        None => {
+            outbox::send_turn(state, &dest, &t.id, None).await?;
+            Ok(finish)
+        }
+    }
 }
 
 /// The integration, from the cache the webhook endpoint keeps ([`crate::ingest::cache`]).
@@ -372,34 +417,44 @@ async fn cached_integration(state: &AppState, id: &str) -> ApiResult<Option<wi::
         .map(|target| target.row.clone()))
 }
 
-/// Ends a turn (`done` or `failed`) and marks its messages processed (or failed).
-async fn finish_in<C: ConnectionTrait>(
+/// Ends turns (`done` or `failed`) and marks their messages processed (or failed).
+async fn finish_turns<C: ConnectionTrait>(
     conn: &C,
-    t: &turn::Model,
+    ids: &[&str],
     to: &str,
     error: Option<&str>,
 ) -> ApiResult<()> {
+    let backend = conn.get_database_backend();
     let now = now_ms();
-    turn::Entity::update_many()
-        .col_expr(turn::Column::State, Expr::value(to))
-        .col_expr(turn::Column::Error, Expr::value(error.map(str::to_owned)))
-        .col_expr(turn::Column::UpdatedAt, Expr::value(now))
-        .filter(turn::Column::Id.eq(t.id.as_str()))
-        .exec(conn)
-        .await?;
-    inbound::Entity::update_many()
-        .col_expr(
-            inbound::Column::State,
-            Expr::value(if to == "failed" {
-                "failed"
-            } else {
-                "processed"
-            }),
-        )
-        .col_expr(inbound::Column::UpdatedAt, Expr::value(now))
-        .filter(inbound::Column::TurnId.eq(t.id.as_str()))
-        .exec(conn)
-        .await?;
+    let ids = store::json_param(&ids);
+    store::execute(
+        conn,
+        &format!(
+            "UPDATE turn SET state = ?, error = ?, updated_at = ? WHERE {}",
+            store::in_json(backend, "id")
+        ),
+        [
+            to.into(),
+            error.map(str::to_owned).into(),
+            now.into(),
+            ids.clone(),
+        ],
+    )
+    .await?;
+    let messages_to = if to == "failed" {
+        "failed"
+    } else {
+        "processed"
+    };
+    store::execute(
+        conn,
+        &format!(
+            "UPDATE inbound_message SET state = ?, updated_at = ? WHERE {}",
+            store::in_json(backend, "turn_id")
+        ),
+        [messages_to.into(), now.into(), ids],
+    )
+    .await?;
     Ok(())
 }
 
@@ -411,143 +466,277 @@ fn is_reset(integration: &wi::Model, text: &str) -> bool {
             .any(|c| c.to_lowercase() == text)
 }
 
-/// `started` → `prompted` for a turn resumed after a crash between its claim and its prompt
-/// (turns claimed by this version are prompted in the claiming transaction).
-async fn prompt(
-    state: &AppState,
-    integration: &wi::Model,
-    t: turn::Model,
-) -> ApiResult<turn::Model> {
-    let db = state.store().db();
-    let claimed = inbound::Entity::find()
-        .filter(inbound::Column::TurnId.eq(t.id.as_str()))
-        .order_by_asc(inbound::Column::Id)
-        .all(db)
-        .await?;
-    let prepared = input::prepare_turn(state, integration, &claimed).await?;
-    let txn = crate::store::begin_write(db).await?;
-    let t = prompt_in(&txn, state, integration, t, claimed, prepared).await?;
-    txn.commit().await?;
-    Ok(t)
+/// A new turn's claim of its contact's waiting messages, with what its prompt step needs.
+pub(crate) struct Claim {
+    /// The turn to create (`started`, with a fresh id).
+    pub turn: turn::Model,
+    pub integration: wi::Model,
+    pub waiting: Vec<inbound::Model>,
+    /// What [`input::prepare_turn`] made of each waiting message.
+    pub prepared: Vec<input::Prepared>,
 }
 
-/// `started` → `prompted`: the session, the contact and the user messages, inside the caller's
-/// transaction. A reset command instead ends the session and stores the confirmation as the
-/// reply (`replied`).
-async fn prompt_in(
-    txn: &crate::store::WriteTxn,
-    state: &AppState,
-    integration: &wi::Model,
-    t: turn::Model,
-    claimed: Vec<inbound::Model>,
-    prepared: Vec<input::Prepared>,
-) -> ApiResult<turn::Model> {
-    // A stored message we cannot read (bad data) must not block the contact: it is parked as
-    // failed and the turn goes on with the rest.
-    let (claimed, unreadable): (Vec<_>, Vec<_>) = claimed
-        .into_iter()
-        .partition(|m| serde_json::from_str::<Value>(&m.payload).is_ok());
-    if !unreadable.is_empty() {
-        let now = now_ms();
-        let ids: Vec<String> = unreadable.iter().map(|m| m.id.clone()).collect();
-        inbound::Entity::update_many()
-            .col_expr(inbound::Column::State, Expr::value("failed"))
-            .col_expr(inbound::Column::TurnId, Expr::value(Option::<String>::None))
-            .col_expr(inbound::Column::UpdatedAt, Expr::value(now))
-            .filter(inbound::Column::Id.is_in(ids.clone()))
-            .exec(txn)
-            .await?;
-        Event::new(
-            "whatsapp.message.unreadable",
-            Level::Error,
-            "a stored message could not be read; it was parked as failed",
-        )
-        .integration(&t.integration_id)
-        .data(json!({"inboundIds": ids}))
-        .record(txn, &t.tenant_id)
-        .await?;
-    }
-    if claimed.is_empty() {
-        finish_in(txn, &t, "failed", Some("no readable message")).await?;
-        return advance(txn, t, "failed", None).await;
-    }
-    // What prepare_turn made of each message still claimed (the unreadable ones are out).
-    let prepared: Vec<input::Prepared> = prepared
-        .into_iter()
-        .filter(|p| claimed.iter().any(|m| m.id == p.inbound_id))
-        .collect();
-    let texts: Vec<String> = prepared.iter().map(|p| p.text.clone()).collect();
-    let profile_name = claimed
-        .last()
-        .and_then(|m| serde_json::from_str::<Value>(&m.payload).ok())
-        .and_then(|v| v["contact"]["name"].as_str().map(str::to_owned));
+/// Claims each turn's messages and runs its prompt step (`started` → `prompted`): the
+/// session, the contact and the user messages. A reset command instead ends the session and
+/// stores the confirmation as the reply (`replied`), as does a canned reply. Returns each turn,
+/// or `None` for a turn that found some of its messages claimed by someone else (it lost the
+/// lane meanwhile), which claims nothing.
+///
+/// The turns are different contacts' (each holds its lane), so their rows never overlap.
+pub(crate) async fn prompt_many(
+    txn: &store::WriteTxn,
+    sessions: &Sessions,
+    claims: &[Claim],
+) -> ApiResult<Vec<Option<turn::Model>>> {
     let now = now_ms();
-    let contact_id = if integration.contact_collection {
-        Some(upsert_contact(txn, &t, profile_name.as_deref(), now).await?)
-    } else {
-        None
-    };
-    let key = SessionKey {
-        tenant_id: &t.tenant_id,
-        integration_id: &t.integration_id,
-        wa_id: &t.wa_id,
-        bot_id: integration.bot_id.as_deref(),
-        contact_id: contact_id.as_deref(),
-        session_ms: integration.session_duration,
-    };
-    let reset = texts.last().is_some_and(|last| is_reset(integration, last));
-    let conversation = state.sessions().continue_or_start(txn, &key).await?;
-    store_user_messages(txn, &t, &conversation.id, &claimed, &prepared, now).await?;
-    input::link_files(txn, &t.tenant_id, &conversation.id, &prepared).await?;
-    let canned = input::canned_reply(&prepared, integration.attachments);
-    let next_state = if reset {
-        state.sessions().end(txn, &key).await?;
-        store_parts(txn, &t, &conversation.id, 0, &[reset_confirmation()], None).await?;
-        "replied"
-    } else if let Some(text) = canned {
-        store_parts(txn, &t, &conversation.id, 0, &[text], None).await?;
-        "replied"
-    } else {
-        "prompted"
-    };
-    advance(txn, t, next_state, Some(conversation.id)).await
+    let lost = claim_messages(txn, claims, now).await?;
+    let mut turns: Vec<Option<turn::Model>> = vec![None; claims.len()];
+    // The claims still on, with their readable messages, what was made of those, and contact.
+    let mut ready = Vec::with_capacity(claims.len());
+    for (i, c) in claims.iter().enumerate() {
+        if lost.contains(&c.turn.id) {
+            continue;
+        }
+        // A stored message we cannot read (bad data) must not block the contact: it is parked
+        // as failed and the turn goes on with the rest.
+        let (readable, unreadable): (Vec<&inbound::Model>, Vec<&inbound::Model>) = c
+            .waiting
+            .iter()
+            .partition(|m| serde_json::from_str::<Value>(&m.payload).is_ok());
+        if !unreadable.is_empty() {
+            park_unreadable(txn, &c.turn, &unreadable, now).await?;
+        }
+        let mut t = c.turn.clone();
+        if readable.is_empty() {
+            t.state = "failed".to_owned();
+            t.error = Some("no readable message".to_owned());
+            turns[i] = Some(t);
+            continue;
+        }
+        let prepared: Vec<input::Prepared> = c
+            .prepared
+            .iter()
+            .filter(|p| readable.iter().any(|m| m.id == p.inbound_id))
+            .cloned()
+            .collect();
+        let profile_name = readable
+            .last()
+            .and_then(|m| serde_json::from_str::<Value>(&m.payload).ok())
+            .and_then(|v| v["contact"]["name"].as_str().map(str::to_owned));
+        let contact_id = if c.integration.contact_collection {
+            Some(upsert_contact(txn, &t, profile_name.as_deref(), now).await?)
+        } else {
+            None
+        };
+        ready.push((i, c, readable, prepared, contact_id));
+    }
+    let keys: Vec<SessionKey> = ready
+        .iter()
+        .map(|(_, c, _, _, contact_id)| SessionKey {
+            tenant_id: &c.turn.tenant_id,
+            integration_id: &c.turn.integration_id,
+            wa_id: &c.turn.wa_id,
+            bot_id: c.integration.bot_id.as_deref(),
+            contact_id: contact_id.as_deref(),
+            session_ms: c.integration.session_duration,
+        })
+        .collect();
+    let conversations = sessions.continue_or_start_many(txn, &keys).await?;
+    let mut user_messages = Vec::new();
+    for ((_, c, readable, prepared, _), conversation) in ready.iter().zip(&conversations) {
+        for (m, p) in readable.iter().zip(prepared) {
+            user_messages.push(user_message(&c.turn, &conversation.id, m, p, now));
+        }
+    }
+    insert_user_messages(txn, user_messages).await?;
+    let mut replies = Vec::new();
+    for ((i, c, _, prepared, _), (key, conversation)) in
+        ready.iter().zip(keys.iter().zip(&conversations))
+    {
+        let mut t = c.turn.clone();
+        t.conversation_id = Some(conversation.id.clone());
+        input::link_files(txn, &t.tenant_id, &conversation.id, prepared).await?;
+        let reset = prepared
+            .last()
+            .is_some_and(|last| is_reset(&c.integration, &last.text));
+        let answer = if reset {
+            sessions.end(txn, key).await?;
+            Some(reset_confirmation())
+        } else {
+            input::canned_reply(prepared, c.integration.attachments)
+        };
+        t.state = match answer {
+            Some(text) => {
+                let part = tool_loop::Part::text(text);
+                replies.extend(outbox::part_rows(&t, 0, &[part], None, false));
+                "replied".to_owned()
+            }
+            None => "prompted".to_owned(),
+        };
+        turns[*i] = Some(t);
+    }
+    outbox::insert_parts(txn, &replies).await?;
+    store::insert_all(
+        txn,
+        turns
+            .iter()
+            .flatten()
+            .cloned()
+            .map(turn::ActiveModel::from)
+            .collect(),
+    )
+    .await?;
+    Ok(turns)
 }
 
-/// The turn's user messages, in one statement. The inbound id is unique among user messages,
-/// so a resumed turn stores each once.
-async fn store_user_messages<C: ConnectionTrait>(
-    conn: &C,
+/// Claims each turn's waiting messages for it, in one statement. Returns the turns that lost
+/// some of theirs to someone else; whatever those did claim is let go again.
+async fn claim_messages(
+    txn: &store::WriteTxn,
+    claims: &[Claim],
+    now: i64,
+) -> ApiResult<std::collections::HashSet<String>> {
+    let backend = txn.get_database_backend();
+    let pairs: Vec<[&str; 2]> = claims
+        .iter()
+        .flat_map(|c| {
+            c.waiting
+                .iter()
+                .map(|m| [m.id.as_str(), c.turn.id.as_str()])
+        })
+        .collect();
+    let claimed: std::collections::HashSet<String> = store::query(
+        txn,
+        &claim_sql(backend),
+        [now.into(), store::json_param(&pairs)],
+    )
+    .await?
+    .iter()
+    .filter_map(|r| r.try_get("", "id").ok())
+    .collect();
+    let lost: std::collections::HashSet<String> = claims
+        .iter()
+        .filter(|c| c.waiting.iter().any(|m| !claimed.contains(&m.id)))
+        .map(|c| c.turn.id.clone())
+        .collect();
+    if !lost.is_empty() {
+        let ids: Vec<&String> = lost.iter().collect();
+        store::execute(
+            txn,
+            &format!(
+                "UPDATE inbound_message SET turn_id = NULL WHERE {}",
+                store::in_json(backend, "turn_id")
+            ),
+            [store::json_param(&ids)],
+        )
+        .await?;
+    }
+    Ok(lost)
+}
+
+/// The statement behind [`claim_messages`], over a JSON list of `[inbound_id, turn_id]`.
+/// Public for the query-plan test: SQLite must find the messages by key. With `turn_id IS
+/// NULL` written plainly it walked the index of every unclaimed message instead.
+pub fn claim_sql(backend: sea_orm::DatabaseBackend) -> String {
+    format!(
+        "UPDATE inbound_message SET turn_id = j.value ->> 1, updated_at = ? FROM {} \
+         WHERE inbound_message.id = j.value ->> 0 \
+         AND COALESCE(inbound_message.turn_id, '') = '' RETURNING inbound_message.id",
+        store::json_rows(backend)
+    )
+}
+
+/// Parks messages that cannot be read as failed, out of the turn, and logs them.
+async fn park_unreadable(
+    txn: &store::WriteTxn,
     t: &turn::Model,
-    conversation_id: &str,
-    claimed: &[inbound::Model],
-    prepared: &[input::Prepared],
+    unreadable: &[&inbound::Model],
     now: i64,
 ) -> ApiResult<()> {
-    let backend = conn.get_database_backend();
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(claimed.len() * 9);
-    for (m, p) in claimed.iter().zip(prepared) {
-        values.extend([
-            new_id(prefix::MESSAGE).into(),
-            t.tenant_id.clone().into(),
-            conversation_id.into(),
-            p.text.clone().into(),
-            p.meta.clone().into(),
-            m.wamid.clone().into(),
-            m.id.clone().into(),
-            now.into(),
-            now.into(),
-        ]);
-    }
-    conn.execute_raw(crate::store::multi_row(
-        backend,
-        "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, wamid, \
-         inbound_id, created_at, updated_at) VALUES ",
-        "(?, ?, ?, 'user', ?, ?, ?, ?, ?, ?)",
-        claimed.len(),
-        " ON CONFLICT (inbound_id) DO NOTHING",
-        values,
-    ))
+    let ids: Vec<String> = unreadable.iter().map(|m| m.id.clone()).collect();
+    inbound::Entity::update_many()
+        .col_expr(inbound::Column::State, Expr::value("failed"))
+        .col_expr(inbound::Column::TurnId, Expr::value(Option::<String>::None))
+        .col_expr(inbound::Column::UpdatedAt, Expr::value(now))
+        .filter(inbound::Column::Id.is_in(ids.clone()))
+        .exec(txn)
+        .await?;
+    Event::new(
+        "whatsapp.message.unreadable",
+        Level::Error,
+        "a stored message could not be read; it was parked as failed",
+    )
+    .integration(&t.integration_id)
+    .data(json!({"inboundIds": ids}))
+    .record(txn, &t.tenant_id)
     .await?;
+    Ok(())
+}
+
+/// A user message of a turn, as stored.
+fn user_message(
+    t: &turn::Model,
+    conversation_id: &str,
+    m: &inbound::Model,
+    p: &input::Prepared,
+    now: i64,
+) -> message::Model {
+    message::Model {
+        id: new_id(prefix::MESSAGE),
+        tenant_id: t.tenant_id.clone(),
+        conversation_id: conversation_id.to_owned(),
+        kind: "user".to_owned(),
+        text: p.text.clone(),
+        meta: p.meta.clone(),
+        wamid: Some(m.wamid.clone()),
+        inbound_id: Some(m.id.clone()),
+        turn_id: None,
+        part: None,
+        delivery_status: None,
+        error_code: None,
+        error_title: None,
+        input_tokens: None,
+        output_tokens: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Stores user messages. The inbound id is unique among user messages, so a message is stored
+/// once however often its turn is claimed.
+async fn insert_user_messages<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<message::Model>,
+) -> ApiResult<()> {
+    let backend = conn.get_database_backend();
+    for chunk in store::shaped_chunks(&rows) {
+        let values = chunk
+            .iter()
+            .flat_map(|m| -> [sea_orm::Value; 9] {
+                [
+                    m.id.clone().into(),
+                    m.tenant_id.clone().into(),
+                    m.conversation_id.clone().into(),
+                    m.text.clone().into(),
+                    m.meta.clone().into(),
+                    m.wamid.clone().into(),
+                    m.inbound_id.clone().into(),
+                    m.created_at.into(),
+                    m.updated_at.into(),
+                ]
+            })
+            .collect();
+        conn.execute_raw(store::multi_row(
+            backend,
+            "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, wamid, \
+             inbound_id, created_at, updated_at) VALUES ",
+            "(?, ?, ?, 'user', ?, ?, ?, ?, ?, ?)",
+            chunk.len(),
+            " ON CONFLICT (inbound_id) DO NOTHING",
+            values,
+        ))
+        .await?;
+    }
     Ok(())
 }
 
@@ -600,92 +789,76 @@ async fn upsert_contact<C: ConnectionTrait>(
     Ok(c.id)
 }
 
-async fn advance<C: ConnectionTrait>(
-    conn: &C,
-    t: turn::Model,
-    to: &str,
-    conversation_id: Option<String>,
-) -> ApiResult<turn::Model> {
-    let mut am: turn::ActiveModel = t.into();
-    am.state = Set(to.to_owned());
-    if let Some(c) = conversation_id {
-        am.conversation_id = Set(Some(c));
-    }
-    am.updated_at = Set(now_ms());
-    Ok(am.update(conn).await?)
+/// A turn's answer from the model (or why there is none), to store as its reply.
+pub(crate) struct ReplyDraft {
+    pub turn: turn::Model,
+    pub answer: Result<tool_loop::Finish, String>,
+    pub bot_id: Option<String>,
+    pub apology: String,
+    /// Whether the first part is sent right after the commit: it is stored as `sending`,
+    /// which saves a write per turn.
+    pub sending: bool,
 }
 
-/// Stores the reply parts of a turn, numbered from `first` (after the parts its tool rounds
-/// sent), before any is sent (the outbox), and returns them.
-async fn store_parts<C: ConnectionTrait>(
-    conn: &C,
-    t: &turn::Model,
-    conversation_id: &str,
-    first: i32,
-    parts: &[String],
-    usage: Option<(u32, u32)>,
-) -> ApiResult<Vec<message::Model>> {
-    let now = now_ms();
-    let backend = conn.get_database_backend();
-    let mut stored = Vec::with_capacity(parts.len());
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(parts.len() * 11);
-    for (i, text) in parts.iter().enumerate() {
-        let (input, output) = match (i, usage) {
-            (0, Some((a, b))) => (Some(a as i32), Some(b as i32)),
-            _ => (None, None),
+/// Stores each turn's reply parts (`prompted` → `replied`), before any is sent (the outbox),
+/// and returns them. A turn whose model failed after its retries gets one short apology, and
+/// the failure is logged.
+pub(crate) async fn store_replies(
+    txn: &store::WriteTxn,
+    drafts: &[ReplyDraft],
+) -> ApiResult<Vec<Vec<message::Model>>> {
+    let backend = txn.get_database_backend();
+    let mut out = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        let t = &d.turn;
+        let (first, texts, usage) = match &d.answer {
+            Ok(end) => {
+                let parts = split(&to_whatsapp(&end.text), WHATSAPP_TEXT_LIMIT);
+                // An empty answer after tool messages needs no filler; with nothing else it does.
+                let parts = if parts.is_empty() && !end.said_something {
+                    vec!["…".to_owned()]
+                } else {
+                    parts
+                };
+                let usage = (end.usage.input_tokens, end.usage.output_tokens);
+                (end.next_part, parts, Some(usage))
+            }
+            Err(why) => {
+                Event::new(
+                    "bot.reply.failed",
+                    Level::Error,
+                    format!("the model could not answer: {why}"),
+                )
+                .integration(&t.integration_id)
+                .bot(d.bot_id.as_deref())
+                .conversation(t.conversation_id.as_deref().unwrap_or_default())
+                .record(txn, &t.tenant_id)
+                .await?;
+                // After tool rounds (stored in this run or an earlier one), the apology
+                // follows what they sent.
+                let first = tool_loop::next_part(txn, &t.id).await?;
+                (first, vec![d.apology.clone()], None)
+            }
         };
-        let m = message::Model {
-            id: new_id(prefix::MESSAGE),
-            tenant_id: t.tenant_id.clone(),
-            conversation_id: conversation_id.to_owned(),
-            kind: "bot".to_owned(),
-            text: text.clone(),
-            meta: json!({}),
-            wamid: None,
-            inbound_id: None,
-            turn_id: Some(t.id.clone()),
-            part: Some(first + i as i32),
-            delivery_status: Some("pending".to_owned()),
-            error_code: None,
-            error_title: None,
-            input_tokens: input,
-            output_tokens: output,
-            created_at: now,
-            updated_at: now,
-        };
-        values.extend([
-            m.id.clone().into(),
-            m.tenant_id.clone().into(),
-            m.conversation_id.clone().into(),
-            m.text.clone().into(),
-            m.meta.clone().into(),
-            m.turn_id.clone().into(),
-            m.part.into(),
-            input.into(),
-            output.into(),
-            now.into(),
-            now.into(),
-        ]);
-        stored.push(m);
+        let parts: Vec<tool_loop::Part> = texts.into_iter().map(tool_loop::Part::text).collect();
+        out.push(outbox::part_rows(t, first, &parts, usage, d.sending));
     }
-    // (turn_id, part) is unique: a resumed turn stores its parts once.
-    conn.execute_raw(crate::store::multi_row(
-        backend,
-        "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, \
-         delivery_status, turn_id, part, input_tokens, output_tokens, created_at, updated_at) \
-         VALUES ",
-        "(?, ?, ?, 'bot', ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
-        parts.len(),
-        " ON CONFLICT (turn_id, part) DO NOTHING",
-        values,
-    ))
+    outbox::insert_parts(txn, &out.concat()).await?;
+    let ids: Vec<&str> = drafts.iter().map(|d| d.turn.id.as_str()).collect();
+    store::execute(
+        txn,
+        &format!(
+            "UPDATE turn SET state = 'replied', updated_at = ? WHERE {}",
+            store::in_json(backend, "id")
+        ),
+        [now_ms().into(), store::json_param(&ids)],
+    )
     .await?;
-    Ok(stored)
+    Ok(out)
 }
 
 /// `prompted` → `replied`: asks the model and stores its answer as reply parts, which it
-/// returns. If the model fails after its retries, the parts are one short apology and the
-/// failure is logged.
+/// returns. If the model fails after its retries, the parts are one short apology.
 async fn reply(
     state: &AppState,
     integration: &wi::Model,
@@ -693,7 +866,6 @@ async fn reply(
     claimed: Option<&Claimed>,
 ) -> ApiResult<(turn::Model, Vec<message::Model>)> {
     let db = state.store().db();
-    let conversation_id = t.conversation_id.clone().unwrap_or_default();
     let current = match claimed {
         Some(c) => c.inbound_ids.clone(),
         None => {
@@ -714,56 +886,59 @@ async fn reply(
             Some(bot_id) => ask_model(state, integration, &t, bot_id, &current, newest_wamid).await,
         }
     });
-    let answer = answer?;
-    let txn = crate::store::begin_write(db).await?;
-    let parts = match answer {
-        Ok(end) => {
-            let parts = split(&to_whatsapp(&end.text), WHATSAPP_TEXT_LIMIT);
-            // An empty answer after tool messages needs no filler; with nothing else it does.
-            let parts = if parts.is_empty() && !end.said_something {
-                vec!["…".to_owned()]
-            } else {
-                parts
-            };
-            let usage = (end.usage.input_tokens, end.usage.output_tokens);
-            store_parts(
-                &txn,
-                &t,
-                &conversation_id,
-                end.next_part,
-                &parts,
-                Some(usage),
-            )
-            .await?
-        }
-        Err(why) => {
-            Event::new(
-                "bot.reply.failed",
-                Level::Error,
-                format!("the model could not answer: {why}"),
-            )
-            .integration(&t.integration_id)
-            .bot(integration.bot_id.as_deref())
-            .conversation(&conversation_id)
-            .record(&txn, &t.tenant_id)
-            .await?;
-            // After tool rounds (stored in this run or an earlier one), the apology follows what
-            // they sent.
-            let first = tool_loop::next_part(&txn, &t.id).await?;
-            store_parts(
-                &txn,
-                &t,
-                &conversation_id,
-                first,
-                &[state.settings().apology_text.clone()],
-                None,
-            )
-            .await?
-        }
+    let sending = integration.phone_number_id.is_some()
+        && crate::integrations::whatsapp::access_token(state, integration)?.is_some();
+    let draft = ReplyDraft {
+        turn: t.clone(),
+        answer: answer?,
+        bot_id: integration.bot_id.clone(),
+        apology: state.settings().apology_text.clone(),
+        sending,
     };
-    let t = advance(&txn, t, "replied", None).await?;
-    txn.commit().await?;
+    let parts = state.engine_writer().reply(draft).await?;
+    let mut t = t;
+    t.state = "replied".to_owned();
     Ok((t, parts))
+}
+
+/// The writes after a send, applied by the engine's writer with other turns' ([`apply_steps`]).
+#[derive(Debug, Default)]
+pub(crate) struct Step {
+    /// A part Meta accepted.
+    pub sent: Option<outbox::Sent>,
+    /// The next part, marked `sending` before it is sent.
+    pub sending: Option<String>,
+    /// A turn to mark `done`, with its messages processed.
+    pub finish: Option<String>,
+    /// The lane to let go if nothing waits.
+    pub release: Option<lane::Release>,
+}
+
+/// Applies steps together: what was sent, what is sent next, turns finished, lanes offered
+/// back. Returns what became of each step's lane, if it offered one.
+pub(crate) async fn apply_steps(
+    txn: &store::WriteTxn,
+    steps: &[Step],
+) -> ApiResult<Vec<Option<After>>> {
+    let sent: Vec<&outbox::Sent> = steps.iter().filter_map(|s| s.sent.as_ref()).collect();
+    outbox::mark_sent(txn, &sent).await?;
+    let sending: Vec<&str> = steps.iter().filter_map(|s| s.sending.as_deref()).collect();
+    outbox::mark_sending(txn, &sending).await?;
+    let finished: Vec<&str> = steps.iter().filter_map(|s| s.finish.as_deref()).collect();
+    if !finished.is_empty() {
+        finish_turns(txn, &finished, "done", None).await?;
+    }
+    let releases: Vec<lane::Release> = steps.iter().filter_map(|s| s.release.clone()).collect();
+    let mut after = if releases.is_empty() {
+        Vec::new()
+    } else {
+        lane::release_many(txn, &releases).await?
+    }
+    .into_iter();
+    Ok(steps
+        .iter()
+        .map(|s| s.release.as_ref().and_then(|_| after.next()))
+        .collect())
 }
 
 /// Marks the newest message of the turn read and shows "typing…". Best effort.
@@ -893,7 +1068,7 @@ async fn model_request(
 
 /// The model a bot talks to: its own, or else its provider's default, as ChatBotKit writes it.
 pub(crate) fn bot_model(
-    bot: &crate::store::entities::bot::Model,
+    bot: &store::entities::bot::Model,
     provider_default: Option<String>,
 ) -> Result<ModelSpec, String> {
     bot.model

@@ -6,15 +6,15 @@
 //! the session duration, so replicas find it without a query and an idle session expires by
 //! itself; the periodic sweep then marks the conversation ended in the database.
 
+use std::collections::HashMap;
+
 use deadpool_redis::redis::AsyncCommands;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    QueryFilter, QueryOrder,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter};
 use serde_json::json;
 
 use crate::ids::{new_id, prefix};
 use crate::store::entities::conversation;
+use crate::store::{execute, in_json, json_param, json_rows, query};
 use crate::time::now_ms;
 
 fn redis_key(integration_id: &str, wa_id: &str) -> String {
@@ -42,71 +42,152 @@ impl Sessions {
         Self { redis }
     }
 
-    /// The open conversation for this contact, extended by another session duration, or a new
-    /// one when the last has expired or been reset.
-    pub async fn continue_or_start<C: ConnectionTrait>(
+    /// For each contact, its open conversation extended by another session duration, or a new
+    /// one when the last has expired or been reset. Many contacts at once, in a handful of
+    /// statements: the engine's writer asks for every turn it commits together. The keys must
+    /// name different contacts.
+    pub async fn continue_or_start_many<C: ConnectionTrait>(
         &self,
         conn: &C,
-        key: &SessionKey<'_>,
-    ) -> Result<conversation::Model, DbErr> {
+        keys: &[SessionKey<'_>],
+    ) -> Result<Vec<conversation::Model>, DbErr> {
         let now = now_ms();
-        let open = match self.redis_current(key).await {
-            Some(id) => {
-                conversation::Entity::find_by_id(id)
-                    .filter(conversation::Column::EndedAt.is_null())
-                    .one(conn)
-                    .await?
-            }
-            None => {
-                conversation::Entity::find()
-                    .filter(conversation::Column::TenantId.eq(key.tenant_id))
-                    .filter(conversation::Column::IntegrationId.eq(key.integration_id))
-                    .filter(conversation::Column::WaId.eq(key.wa_id))
-                    .filter(conversation::Column::EndedAt.is_null())
-                    .order_by_desc(conversation::Column::Id)
-                    .one(conn)
-                    .await?
-            }
-        };
-        let expires_at = now + key.session_ms;
-        let conv = match open {
-            Some(c) if c.expires_at.is_none_or(|e| e > now) => {
-                let mut am: conversation::ActiveModel = c.into();
-                am.last_message_at = Set(Some(now));
-                am.expires_at = Set(Some(expires_at));
-                am.updated_at = Set(now);
-                am.update(conn).await?
-            }
-            stale => {
-                if let Some(c) = stale {
-                    let ended = c.expires_at.unwrap_or(now).min(now);
-                    let mut am: conversation::ActiveModel = c.into();
-                    am.ended_at = Set(Some(ended));
-                    am.updated_at = Set(now);
-                    am.update(conn).await?;
+        let backend = conn.get_database_backend();
+        let mut open = self.open_conversations(conn, keys).await?;
+        let mut extended: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut ended: Vec<String> = Vec::new();
+        let mut out = Vec::with_capacity(keys.len());
+        let mut created = Vec::new();
+        for key in keys {
+            let expires_at = now + key.session_ms;
+            let conv = match open.remove(&(key.integration_id, key.wa_id)) {
+                Some(mut c) if c.expires_at.is_none_or(|e| e > now) => {
+                    extended.entry(expires_at).or_default().push(c.id.clone());
+                    c.last_message_at = Some(now);
+                    c.expires_at = Some(expires_at);
+                    c.updated_at = now;
+                    c
                 }
-                conversation::ActiveModel {
-                    id: Set(new_id(prefix::CONVERSATION)),
-                    tenant_id: Set(key.tenant_id.to_owned()),
-                    contact_id: Set(key.contact_id.map(str::to_owned)),
-                    bot_id: Set(key.bot_id.map(str::to_owned)),
-                    integration_id: Set(Some(key.integration_id.to_owned())),
-                    wa_id: Set(Some(key.wa_id.to_owned())),
-                    name: Set(None),
-                    description: Set(None),
-                    meta: Set(json!({})),
-                    last_message_at: Set(Some(now)),
-                    ended_at: Set(None),
-                    expires_at: Set(Some(expires_at)),
-                    created_at: Set(now),
-                    updated_at: Set(now),
+                stale => {
+                    if let Some(c) = stale {
+                        ended.push(c.id);
+                    }
+                    let c = conversation::Model {
+                        id: new_id(prefix::CONVERSATION),
+                        tenant_id: key.tenant_id.to_owned(),
+                        contact_id: key.contact_id.map(str::to_owned),
+                        bot_id: key.bot_id.map(str::to_owned),
+                        integration_id: Some(key.integration_id.to_owned()),
+                        wa_id: Some(key.wa_id.to_owned()),
+                        name: None,
+                        description: None,
+                        meta: json!({}),
+                        last_message_at: Some(now),
+                        ended_at: None,
+                        expires_at: Some(expires_at),
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    created.push(c.clone());
+                    c
                 }
-                .insert(conn)
-                .await?
+            };
+            out.push(conv);
+        }
+        for (expires_at, ids) in extended {
+            execute(
+                conn,
+                &format!(
+                    "UPDATE conversation SET last_message_at = ?, expires_at = ?, updated_at = ? \
+                     WHERE {}",
+                    in_json(backend, "id")
+                ),
+                [now.into(), expires_at.into(), now.into(), json_param(&ids)],
+            )
+            .await?;
+        }
+        if !ended.is_empty() {
+            // An expired session ended when it expired; one ended early (its bot changed) now.
+            execute(
+                conn,
+                &format!(
+                    "UPDATE conversation SET ended_at = CASE WHEN expires_at IS NOT NULL \
+                     AND expires_at < ? THEN expires_at ELSE ? END, updated_at = ? WHERE {}",
+                    in_json(backend, "id")
+                ),
+                [now.into(), now.into(), now.into(), json_param(&ended)],
+            )
+            .await?;
+        }
+        if !created.is_empty() {
+            crate::store::insert_all(
+                conn,
+                created
+                    .into_iter()
+                    .map(conversation::ActiveModel::from)
+                    .collect(),
+            )
+            .await?;
+        }
+        self.redis_set_many(keys, &out).await;
+        Ok(out)
+    }
+
+    /// The open conversation of each contact, by `(integration_id, wa_id)`: from Redis when it
+    /// knows the contact, else the newest unended one in the database.
+    async fn open_conversations<'k, C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        keys: &'k [SessionKey<'_>],
+    ) -> Result<HashMap<(&'k str, &'k str), conversation::Model>, DbErr> {
+        let backend = conn.get_database_backend();
+        let known = self.redis_current_many(keys).await;
+        let mut found = HashMap::new();
+        let ids: Vec<&str> = known.iter().flatten().map(String::as_str).collect();
+        if !ids.is_empty() {
+            let rows = query(
+                conn,
+                &format!(
+                    "SELECT * FROM conversation WHERE {} AND ended_at IS NULL",
+                    in_json(backend, "id")
+                ),
+                [json_param(&ids)],
+            )
+            .await?
+            .iter()
+            .map(|row| conversation::Model::from_query_result(row, ""))
+            .collect::<Result<Vec<_>, _>>()?;
+            for c in rows {
+                if let Some(k) = keys.iter().find(|k| {
+                    c.integration_id.as_deref() == Some(k.integration_id)
+                        && c.wa_id.as_deref() == Some(k.wa_id)
+                }) {
+                    found.insert((k.integration_id, k.wa_id), c);
+                }
             }
-        };
-        self.redis_set(key, &conv.id).await;
-        Ok(conv)
+        }
+        let unknown: Vec<[&str; 3]> = keys
+            .iter()
+            .zip(&known)
+            .filter(|(k, id)| id.is_none() || !found.contains_key(&(k.integration_id, k.wa_id)))
+            .map(|(k, _)| [k.tenant_id, k.integration_id, k.wa_id])
+            .collect();
+        if unknown.is_empty() {
+            return Ok(found);
+        }
+        let rows = query(conn, &open_sql(backend), [json_param(&unknown)]).await?;
+        for row in rows {
+            let c = conversation::Model::from_query_result(&row, "")?;
+            let Some(k) = keys.iter().find(|k| {
+                c.integration_id.as_deref() == Some(k.integration_id)
+                    && c.wa_id.as_deref() == Some(k.wa_id)
+            }) else {
+                continue;
+            };
+            // Newest first: the first one seen per contact is its open conversation.
+            found.entry((k.integration_id, k.wa_id)).or_insert(c);
+        }
+        Ok(found)
     }
 
     /// Ends the contact's open conversation now (`/reset`). Returns whether one was open.
@@ -139,28 +220,51 @@ impl Sessions {
         Ok(res.rows_affected > 0)
     }
 
-    async fn redis_current(&self, key: &SessionKey<'_>) -> Option<String> {
-        let pool = self.redis.as_ref()?;
-        let mut c = pool.get().await.ok()?;
+    /// The current conversation of each contact as Redis knows it (one round trip).
+    async fn redis_current_many(&self, keys: &[SessionKey<'_>]) -> Vec<Option<String>> {
+        let none = || vec![None; keys.len()];
+        let Some(pool) = self.redis.as_ref() else {
+            return none();
+        };
+        let Ok(mut c) = pool.get().await else {
+            return none();
+        };
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| redis_key(k.integration_id, k.wa_id))
+            .collect();
         // Redis is a cache of the database here: if it is down, the database answers.
-        c.get::<_, Option<String>>(redis_key(key.integration_id, key.wa_id))
+        deadpool_redis::redis::cmd("MGET")
+            .arg(&names)
+            .query_async::<Vec<Option<String>>>(&mut c)
             .await
-            .ok()
-            .flatten()
+            .unwrap_or_else(|_| none())
     }
 
-    async fn redis_set(&self, key: &SessionKey<'_>, conversation_id: &str) {
+    /// Remembers each contact's conversation for one session duration (one round trip).
+    async fn redis_set_many(&self, keys: &[SessionKey<'_>], conversations: &[conversation::Model]) {
         let Some(pool) = &self.redis else { return };
         let Ok(mut c) = pool.get().await else { return };
-        let ttl = u64::try_from(key.session_ms).unwrap_or(1).max(1);
-        let _: Result<(), _> = c
-            .pset_ex(
-                redis_key(key.integration_id, key.wa_id),
-                conversation_id,
-                ttl,
-            )
-            .await;
+        let mut pipe = deadpool_redis::redis::pipe();
+        for (key, conv) in keys.iter().zip(conversations) {
+            let ttl = u64::try_from(key.session_ms).unwrap_or(1).max(1);
+            pipe.pset_ex(redis_key(key.integration_id, key.wa_id), &conv.id, ttl)
+                .ignore();
+        }
+        let _: Result<(), _> = pipe.query_async(&mut c).await;
     }
+}
+
+/// The unended conversations of the contacts in a JSON list of `[tenant_id, integration_id,
+/// wa_id]`, newest first. Public for the query-plan test: SQLite must find each contact through
+/// `(integration_id, wa_id, id)`, not by walking the tenant's conversations.
+pub fn open_sql(backend: sea_orm::DatabaseBackend) -> String {
+    format!(
+        "SELECT c.* FROM (SELECT j.value ->> 0 AS t, j.value ->> 1 AS i, j.value ->> 2 AS w \
+         FROM {}) AS l JOIN conversation c ON c.tenant_id = l.t AND c.integration_id = l.i \
+         AND c.wa_id = l.w WHERE c.ended_at IS NULL ORDER BY c.id DESC",
+        json_rows(backend)
+    )
 }
 
 /// Marks conversations whose session has run out as ended. Run periodically.

@@ -35,7 +35,6 @@ use crate::channels::whatsapp::graph::GraphClient;
 use crate::conversation::format::{WHATSAPP_TEXT_LIMIT, split, to_whatsapp};
 use crate::error::ApiResult;
 use crate::events::{Event, Level};
-use crate::ids::{new_id, prefix};
 use crate::llm::provider::{
     ChatMessage, ChatRequest, LlmError, LlmProvider, Segment, ToolCall, ToolChoice, Usage,
 };
@@ -90,7 +89,7 @@ impl Part {
 }
 
 /// What the loop ends with: the final answer's text, and the tokens of every call.
-pub(super) struct Finish {
+pub(crate) struct Finish {
     pub text: String,
     pub usage: Usage,
     /// Whether earlier rounds stored parts; an empty final answer then needs no filler.
@@ -329,7 +328,7 @@ async fn store_round(
         outcomes.push(outcome);
     }
     let first = next - parts.len() as i32;
-    insert_parts(&txn, t, conversation_id, first, &parts, None).await?;
+    outbox::insert_parts(&txn, &outbox::part_rows(t, first, &parts, None, false)).await?;
     let calls = pending
         .calls
         .into_iter()
@@ -487,54 +486,6 @@ async fn newest_wamid_of<C: ConnectionTrait>(conn: &C, turn_id: &str) -> ApiResu
         .into_tuple()
         .one(conn)
         .await?)
-}
-
-/// Stores reply parts numbered from `first` (the outbox's idempotency key is `(turn_id, part)`,
-/// so storing again is a no-op). `usage` goes on the first part.
-pub(super) async fn insert_parts<C: ConnectionTrait>(
-    conn: &C,
-    t: &turn::Model,
-    conversation_id: &str,
-    first: i32,
-    parts: &[Part],
-    usage: Option<(u32, u32)>,
-) -> ApiResult<()> {
-    let now = now_ms();
-    let backend = conn.get_database_backend();
-    for (i, part) in parts.iter().enumerate() {
-        let (input, output) = match (i, usage) {
-            (0, Some((a, b))) => (
-                Some(i32::try_from(a).unwrap_or(i32::MAX)),
-                Some(i32::try_from(b).unwrap_or(i32::MAX)),
-            ),
-            _ => (None, None),
-        };
-        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            backend,
-            crate::store::sql(
-                backend,
-                "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, \
-                 delivery_status, turn_id, part, input_tokens, output_tokens, created_at, updated_at) \
-                 VALUES (?, ?, ?, 'bot', ?, ?, 'pending', ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (turn_id, part) DO NOTHING",
-            ),
-            [
-                new_id(prefix::MESSAGE).into(),
-                t.tenant_id.clone().into(),
-                conversation_id.into(),
-                part.text.clone().into(),
-                part.meta.clone().into(),
-                t.id.clone().into(),
-                (first + i as i32).into(),
-                input.into(),
-                output.into(),
-                now.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    Statement,
 };
 use serde_json::json;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -194,7 +195,7 @@ async fn write_group(
         }
     }
     let mut inserted = std::collections::HashSet::new();
-    for chunk in shaped_chunks(&rows) {
+    for chunk in crate::store::shaped_chunks(&rows) {
         let values = chunk.iter().flat_map(|(i, id, m)| {
             let b = batches[*i];
             let state = if m.allowed { "queued" } else { "ignored" };
@@ -280,7 +281,7 @@ async fn write_group(
                 .data(data),
         ));
     }
-    for chunk in shaped_chunks(&jobs) {
+    for chunk in crate::store::shaped_chunks(&jobs) {
         crate::jobs::enqueue_many_in(&txn, INBOUND_QUEUE, chunk).await?;
     }
 
@@ -297,7 +298,7 @@ async fn write_group(
         }
         events.extend(b.events.iter().map(|e| (i, e.clone())));
     }
-    for chunk in shaped_chunks(&events) {
+    for chunk in crate::store::shaped_chunks(&events) {
         let values = chunk
             .iter()
             .flat_map(|(i, e)| e.clone().into_row(&batches[*i].tenant_id, now))
@@ -314,29 +315,6 @@ async fn write_group(
     }
     txn.commit().await?;
     Ok(results)
-}
-
-/// Rows per multi-row statement come from this short list, largest first, so each table sees
-/// at most four statement shapes: the databases' prepared-statement caches keep them, instead
-/// of planning a new statement for every group size. 256 × 11 values stays far below SQLite's
-/// 32,766 parameters.
-const STATEMENT_ROWS: [usize; 4] = [256, 32, 4, 1];
-
-/// Splits `items` into chunks of [`STATEMENT_ROWS`] sizes.
-fn shaped_chunks<T>(items: &[T]) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    let mut rest = items;
-    while !rest.is_empty() {
-        let size = STATEMENT_ROWS
-            .iter()
-            .copied()
-            .find(|s| *s <= rest.len())
-            .unwrap_or(1);
-        let (head, tail) = rest.split_at(size);
-        out.push(head);
-        rest = tail;
-    }
-    out
 }
 
 /// Stores a status once (redeliveries are ignored), applies it to the outbound message if that
@@ -466,28 +444,31 @@ pub async fn apply_status<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Applies statuses that arrived before the message's wamid was known.
+/// Applies statuses that arrived before the messages' wamids were known. `sent` lists
+/// `[integration_id, wamid]` pairs of messages whose send call just returned.
 pub async fn apply_stored_statuses<C: ConnectionTrait>(
     conn: &C,
-    tenant_id: &str,
-    integration_id: &str,
-    wamid: &str,
+    sent: &[[&str; 2]],
 ) -> Result<(), DbErr> {
     use crate::store::entities::message_status as ms;
-    // By integration and wamid, the leading columns of the table's unique key. The integration
-    // is the tenant's (the caller sends through it); a tenant filter here made SQLite walk all
-    // of the tenant's statuses instead.
-    let stored = ms::Entity::find()
-        .filter(ms::Column::IntegrationId.eq(integration_id))
-        .filter(ms::Column::Wamid.eq(wamid))
-        .all(conn)
-        .await?;
+    if sent.is_empty() {
+        return Ok(());
+    }
+    // By integration and wamid, the leading columns of the table's unique key. A tenant filter
+    // here made SQLite walk all of the tenant's statuses instead.
+    let rows = crate::store::query(
+        conn,
+        &stored_statuses_sql(conn.get_database_backend()),
+        [crate::store::json_param(&sent)],
+    )
+    .await?;
     let now = now_ms();
-    for s in stored {
+    for row in rows {
+        let s = ms::Model::from_query_result(&row, "")?;
         apply_status(
             conn,
-            tenant_id,
-            wamid,
+            &s.tenant_id,
+            &s.wamid,
             &s.status,
             s.error_code,
             s.error_title.as_deref(),
@@ -498,18 +479,11 @@ pub async fn apply_stored_statuses<C: ConnectionTrait>(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_use_few_shapes_and_keep_everything_in_order() {
-        let items: Vec<usize> = (0..301).collect();
-        let chunks = shaped_chunks(&items);
-        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, vec![256, 32, 4, 4, 4, 1]);
-        let flat: Vec<usize> = chunks.concat();
-        assert_eq!(flat, items);
-        assert!(shaped_chunks::<u8>(&[]).is_empty());
-    }
+/// The statement behind [`apply_stored_statuses`]; public for the query-plan test.
+pub fn stored_statuses_sql(backend: sea_orm::DatabaseBackend) -> String {
+    format!(
+        "SELECT s.* FROM message_status s WHERE (s.integration_id, s.wamid) IN \
+         (SELECT j.value ->> 0, j.value ->> 1 FROM {})",
+        crate::store::json_rows(backend)
+    )
 }

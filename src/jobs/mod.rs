@@ -257,7 +257,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
     // be refused (WORKER_ALREADY_EXISTS) and never take a job.
     let worker_name = format!("inbound-{}", state.worker_id());
     let wake = state.inbound_wake().clone();
-    // One fetch can fill every free slot: fewer queue round trips under load.
+    // One fetch can fill every free slot: fewer queue round trips under load. The fetch
+    // already marks its jobs taken by this worker (`Queued`, `lock_by`), and a dead worker's
+    // taken jobs are re-queued by the heartbeat either way; apalis' separate lock write per
+    // batch (to `Running`) adds a write transaction outside our write gate for nothing the
+    // engine needs: its lanes keep two workers off one contact.
     let fetch_batch = concurrency.max(1);
     let monitor = match state.store().pool().clone() {
         crate::store::Pool::Sqlite(pool) => monitor.register(move |_| {
@@ -265,7 +269,8 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
                 .with_config(
                     apalis_sqlite::Config::default()
                         .queue(INBOUND_QUEUE)
-                        .batch_size(fetch_batch),
+                        .batch_size(fetch_batch)
+                        .lock_tasks(false),
                 )
                 .poll_with_strategy(WakeOrEvery::new(POLL_INTERVAL, wake.clone()));
             WorkerBuilder::new(worker_name.clone())
@@ -281,7 +286,8 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
                 .with_config(
                     apalis_postgres::Config::default()
                         .queue(INBOUND_QUEUE)
-                        .batch_size(fetch_batch),
+                        .batch_size(fetch_batch)
+                        .lock_tasks(false),
                 )
                 .with_pubsub();
             WorkerBuilder::new(worker_name.clone())

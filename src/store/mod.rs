@@ -272,7 +272,9 @@ static SQLITE_WRITE_GATE: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<
     std::sync::LazyLock::new(Default::default);
 
 /// The write gate's guard on SQLite; PostgreSQL needs none.
-async fn write_gate(backend: sea_orm::DatabaseBackend) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+pub async fn write_gate(
+    backend: sea_orm::DatabaseBackend,
+) -> Option<tokio::sync::OwnedMutexGuard<()>> {
     match backend {
         sea_orm::DatabaseBackend::Sqlite => Some(SQLITE_WRITE_GATE.clone().lock_owned().await),
         _ => None,
@@ -363,6 +365,110 @@ pub fn multi_row(
     sea_orm::Statement::from_sql_and_values(backend, sql(backend, &text), values)
 }
 
+/// Rows per multi-row statement come from this short list, largest first, so each table sees
+/// at most four statement shapes: the databases' prepared-statement caches keep them, instead
+/// of planning a new statement for every group size. 256 × 11 values stays far below SQLite's
+/// 32,766 parameters.
+pub const STATEMENT_ROWS: [usize; 4] = [256, 32, 4, 1];
+
+/// Splits `items` into chunks of [`STATEMENT_ROWS`] sizes.
+pub fn shaped_chunks<T>(items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let size = STATEMENT_ROWS
+            .iter()
+            .copied()
+            .find(|s| *s <= rest.len())
+            .unwrap_or(1);
+        let (head, tail) = rest.split_at(size);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+/// Inserts `models` with as few statements as [`shaped_chunks`] allows.
+pub async fn insert_all<A, C>(conn: &C, models: Vec<A>) -> Result<(), DbErr>
+where
+    A: sea_orm::ActiveModelTrait + Send,
+    C: ConnectionTrait,
+{
+    let mut rest = models;
+    while !rest.is_empty() {
+        let size = STATEMENT_ROWS
+            .iter()
+            .copied()
+            .find(|s| *s <= rest.len())
+            .unwrap_or(1);
+        let tail = rest.split_off(size);
+        <A::Entity as sea_orm::EntityTrait>::insert_many(rest)
+            .exec_without_returning(conn)
+            .await?;
+        rest = tail;
+    }
+    Ok(())
+}
+
+/// Runs a statement written with `?` placeholders, on either database.
+pub async fn execute<C: ConnectionTrait>(
+    conn: &C,
+    text: &str,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Result<ExecResult, DbErr> {
+    let backend = conn.get_database_backend();
+    conn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql(backend, text),
+        values,
+    ))
+    .await
+}
+
+/// Runs a query written with `?` placeholders, on either database.
+pub async fn query<C: ConnectionTrait>(
+    conn: &C,
+    text: &str,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Result<Vec<QueryResult>, DbErr> {
+    let backend = conn.get_database_backend();
+    conn.query_all_raw(Statement::from_sql_and_values(
+        backend,
+        sql(backend, text),
+        values,
+    ))
+    .await
+}
+
+/// A list passed to a statement as one JSON parameter, read back as the rows of `j` (each row's
+/// `j.value` one item; `j.value ->> 'key'` one of its fields as text). The statement's text
+/// then does not depend on the list's length, so one prepared statement serves every batch
+/// size on both databases, where `IN (?, ?, …)` would be a new statement for each.
+pub fn json_rows(backend: sea_orm::DatabaseBackend) -> &'static str {
+    match backend {
+        sea_orm::DatabaseBackend::Postgres => "jsonb_array_elements(CAST(? AS jsonb)) AS j(value)",
+        _ => "json_each(?) AS j",
+    }
+}
+
+/// `column IN (the items of a JSON list of strings)`; see [`json_rows`].
+pub fn in_json(backend: sea_orm::DatabaseBackend, column: &str) -> String {
+    match backend {
+        sea_orm::DatabaseBackend::Postgres => {
+            format!("{column} IN (SELECT jsonb_array_elements_text(CAST(? AS jsonb)))")
+        }
+        _ => format!("{column} IN (SELECT value FROM json_each(?))"),
+    }
+}
+
+/// The parameter for [`json_rows`] and [`in_json`].
+pub fn json_param(items: &impl serde::Serialize) -> sea_orm::Value {
+    // Serializing strings and plain structs cannot fail.
+    serde_json::to_string(items)
+        .unwrap_or_else(|_| "[]".to_owned())
+        .into()
+}
+
 /// Whether a database error means "the database is not there right now" (answer 503 and let
 /// the client retry) rather than a bug (answer 500).
 pub fn is_unavailable(e: &DbErr) -> bool {
@@ -393,4 +499,20 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
         e.sql_err(),
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_use_few_shapes_and_keep_everything_in_order() {
+        let items: Vec<usize> = (0..301).collect();
+        let chunks = shaped_chunks(&items);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![256, 32, 4, 4, 4, 1]);
+        let flat: Vec<usize> = chunks.concat();
+        assert_eq!(flat, items);
+        assert!(shaped_chunks::<u8>(&[]).is_empty());
+    }
 }

@@ -317,32 +317,34 @@ async fn the_engines_hot_lookups_use_their_indexes_on_sqlite() {
     let store = parley::store::Store::connect(&settings).await.unwrap();
     store.migrate().await.unwrap();
     // SQLite plans without statistics, so an index that only half fits can lose to walking a
-    // tenant's whole table in id order: each of these ran once per turn.
+    // tenant's whole table in id order: each of these runs for every turn. The engine's own
+    // statements are planned with their placeholders unbound, as SQLite prepares them.
     for (query, index) in [
         (
-            "SELECT id FROM conversation WHERE tenant_id = 't' AND integration_id = 'i' \
-             AND wa_id = 'w' AND ended_at IS NULL ORDER BY id DESC LIMIT 1",
+            parley::engine::session::open_sql(DatabaseBackend::Sqlite),
             "conversation_integration_id_wa_id_id_idx",
         ),
         (
-            "SELECT id FROM message_status WHERE integration_id = 'i' AND wamid = 'w'",
+            parley::ingest::stored_statuses_sql(DatabaseBackend::Sqlite),
             "message_status_integration_id_wamid_status_key",
         ),
         (
             "SELECT id FROM message WHERE tenant_id = 't' AND conversation_id = 'c' \
-             AND kind IN ('user', 'bot') ORDER BY id DESC LIMIT 500",
+             AND kind IN ('user', 'bot') ORDER BY id DESC LIMIT 500"
+                .to_owned(),
             "message_conversation_id_idx",
         ),
         (
-            "SELECT id FROM inbound_message WHERE integration_id = 'i' AND wa_id = 'w' \
-             AND state = 'queued' ORDER BY id LIMIT 20",
+            parley::engine::lane::waiting_sql(DatabaseBackend::Sqlite),
             "inbound_message_waiting_idx",
         ),
         (
-            "UPDATE contact_lane SET locked_by = NULL, locked_until = 0 WHERE id = 'l' \
-             AND locked_by = 'w' AND NOT EXISTS (SELECT 1 FROM inbound_message \
-             WHERE integration_id = 'i' AND wa_id = 'w' AND state = 'queued')",
+            parley::engine::lane::release_sql(DatabaseBackend::Sqlite),
             "inbound_message_waiting_idx",
+        ),
+        (
+            parley::engine::claim_sql(DatabaseBackend::Sqlite),
+            "sqlite_autoindex_inbound_message_1 (id=?)",
         ),
     ] {
         let plan = store

@@ -707,14 +707,9 @@ async fn a_status_that_arrives_before_the_send_returned_is_applied_later() {
         delivery(&app, &msg).await.delivery_status.as_deref(),
         Some("pending")
     );
-    parley::ingest::apply_stored_statuses(
-        app.state.store().db(),
-        &ana.tenant_id,
-        &id,
-        "wamid.early",
-    )
-    .await
-    .unwrap();
+    parley::ingest::apply_stored_statuses(app.state.store().db(), &[[id.as_str(), "wamid.early"]])
+        .await
+        .unwrap();
     assert_eq!(
         delivery(&app, &msg).await.delivery_status.as_deref(),
         Some("delivered")

@@ -1,0 +1,236 @@
+//! Group commit for the conversation engine.
+//!
+//! A turn writes four or five times: it takes its contact's lane, claims the waiting messages
+//! with its prompt step, stores the reply, records each send and lets the lane go. Written one
+//! turn at a time, each of those is a transaction of several statements, and on SQLite every
+//! statement is a hand-off to the connection's thread and back, which cost far more CPU than
+//! the SQL itself. So turns hand their writes to one writer task per process instead. It
+//! applies every request waiting at that moment in one transaction, each kind with a few
+//! statements for all of its requests (multi-row inserts, updates over a JSON list of ids), and
+//! then answers each request. The more turns are in flight, the more each commit carries; a
+//! lone turn waits for no one.
+//!
+//! If the shared transaction fails, each request is tried again alone, so one bad request
+//! cannot fail the others.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::lane::{self, After, Take};
+use super::session::Sessions;
+use super::{Claim, ReplyDraft, Step};
+use crate::error::{ApiError, ApiResult};
+use crate::store::Store;
+use crate::store::entities::{inbound_message as inbound, message, turn};
+
+/// Most requests applied in one transaction.
+const MAX_GROUP: usize = 256;
+
+/// The handle turns submit their writes through. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+}
+
+type Answer<T> = oneshot::Sender<ApiResult<T>>;
+
+enum Request {
+    Take(Take, Answer<Option<Vec<inbound::Model>>>),
+    Claim(Box<Claim>, Answer<Option<turn::Model>>),
+    Reply(Box<ReplyDraft>, Answer<Vec<message::Model>>),
+    Step(Step, Answer<Option<After>>),
+}
+
+impl Writer {
+    /// Starts the writer task; it runs until every handle is dropped.
+    pub fn start(store: Store, sessions: Sessions) -> Self {
+        // Each turn waits for its request, so the queue holds at most one per turn in flight.
+        let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(run(store, sessions, rx));
+        Self { tx }
+    }
+
+    /// Takes a contact's lane; its waiting messages if we got it, `None` if someone else holds it.
+    pub(crate) async fn take(&self, take: Take) -> ApiResult<Option<Vec<inbound::Model>>> {
+        self.ask(|a| Request::Take(take, a)).await
+    }
+
+    /// Claims a new turn's messages and runs its prompt step; `None` if the claim was lost.
+    pub(crate) async fn claim(&self, claim: Claim) -> ApiResult<Option<turn::Model>> {
+        self.ask(|a| Request::Claim(Box::new(claim), a)).await
+    }
+
+    /// Stores a turn's reply parts and moves it to `replied`.
+    pub(crate) async fn reply(&self, draft: ReplyDraft) -> ApiResult<Vec<message::Model>> {
+        self.ask(|a| Request::Reply(Box::new(draft), a)).await
+    }
+
+    /// Records sends, finishes a turn and offers its lane back, as the step asks.
+    pub(crate) async fn step(&self, step: Step) -> ApiResult<Option<After>> {
+        self.ask(|a| Request::Step(step, a)).await
+    }
+
+    async fn ask<T>(&self, request: impl FnOnce(Answer<T>) -> Request) -> ApiResult<T> {
+        let (answer, answered) = oneshot::channel();
+        self.tx.send(request(answer)).await.map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> ApiError {
+    ApiError::Unavailable(anyhow::anyhow!("the engine's writer stopped"))
+}
+
+/// The requests of one commit, by kind.
+#[derive(Default)]
+struct Group {
+    takes: (Vec<Take>, Vec<Answer<Option<Vec<inbound::Model>>>>),
+    claims: (Vec<Claim>, Vec<Answer<Option<turn::Model>>>),
+    replies: (Vec<ReplyDraft>, Vec<Answer<Vec<message::Model>>>),
+    steps: (Vec<Step>, Vec<Answer<Option<After>>>),
+}
+
+/// What a group's commit produced, in the order of its requests.
+struct Outcomes {
+    takes: Vec<Option<Vec<inbound::Model>>>,
+    claims: Vec<Option<turn::Model>>,
+    replies: Vec<Vec<message::Model>>,
+    steps: Vec<Option<After>>,
+}
+
+impl Group {
+    fn push(&mut self, request: Request) {
+        match request {
+            Request::Take(r, a) => push(&mut self.takes, r, a),
+            Request::Claim(r, a) => push(&mut self.claims, *r, a),
+            Request::Reply(r, a) => push(&mut self.replies, *r, a),
+            Request::Step(r, a) => push(&mut self.steps, r, a),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.takes.0.len() + self.claims.0.len() + self.replies.0.len() + self.steps.0.len()
+    }
+
+    /// Applies every request in one transaction.
+    async fn apply(&self, store: &Store, sessions: &Sessions) -> ApiResult<Outcomes> {
+        let txn = crate::store::begin_write(store.db()).await?;
+        // Steps first: a lane one of them lets go can be taken by a take of the same commit.
+        // The other order is as correct (a lane is only let go when nothing waits), just slower.
+        let steps = if self.steps.0.is_empty() {
+            Vec::new()
+        } else {
+            super::apply_steps(&txn, &self.steps.0).await?
+        };
+        let takes = if self.takes.0.is_empty() {
+            Vec::new()
+        } else {
+            lane::take_many(&txn, &self.takes.0).await?
+        };
+        let claims = if self.claims.0.is_empty() {
+            Vec::new()
+        } else {
+            super::prompt_many(&txn, sessions, &self.claims.0).await?
+        };
+        let replies = if self.replies.0.is_empty() {
+            Vec::new()
+        } else {
+            super::store_replies(&txn, &self.replies.0).await?
+        };
+        txn.commit().await?;
+        Ok(Outcomes {
+            takes,
+            claims,
+            replies,
+            steps,
+        })
+    }
+
+    fn answer(self, outcomes: Outcomes) {
+        answer(self.takes.1, outcomes.takes);
+        answer(self.claims.1, outcomes.claims);
+        answer(self.replies.1, outcomes.replies);
+        answer(self.steps.1, outcomes.steps);
+    }
+
+    /// Answers a group of one request with `e`.
+    fn fail(self, e: ApiError) {
+        if let Some(a) = self.takes.1.into_iter().next() {
+            let _ = a.send(Err(e));
+        } else if let Some(a) = self.claims.1.into_iter().next() {
+            let _ = a.send(Err(e));
+        } else if let Some(a) = self.replies.1.into_iter().next() {
+            let _ = a.send(Err(e));
+        } else if let Some(a) = self.steps.1.into_iter().next() {
+            let _ = a.send(Err(e));
+        }
+    }
+
+    /// One group per request, to try each alone.
+    fn split(self) -> Vec<Group> {
+        let mut out = Vec::with_capacity(self.len());
+        for (r, a) in self.takes.0.into_iter().zip(self.takes.1) {
+            let mut g = Group::default();
+            push(&mut g.takes, r, a);
+            out.push(g);
+        }
+        for (r, a) in self.claims.0.into_iter().zip(self.claims.1) {
+            let mut g = Group::default();
+            push(&mut g.claims, r, a);
+            out.push(g);
+        }
+        for (r, a) in self.replies.0.into_iter().zip(self.replies.1) {
+            let mut g = Group::default();
+            push(&mut g.replies, r, a);
+            out.push(g);
+        }
+        for (r, a) in self.steps.0.into_iter().zip(self.steps.1) {
+            let mut g = Group::default();
+            push(&mut g.steps, r, a);
+            out.push(g);
+        }
+        out
+    }
+}
+
+fn push<R, T>(queue: &mut (Vec<R>, Vec<Answer<T>>), request: R, answer: Answer<T>) {
+    queue.0.push(request);
+    queue.1.push(answer);
+}
+
+fn answer<T>(answers: Vec<Answer<T>>, outcomes: Vec<T>) {
+    for (a, o) in answers.into_iter().zip(outcomes) {
+        // The turn that asked may be gone (its job was cancelled at shutdown): nothing to do.
+        let _ = a.send(Ok(o));
+    }
+}
+
+async fn run(store: Store, sessions: Sessions, mut rx: mpsc::Receiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = Group::default();
+        group.push(first);
+        // Whatever arrived while the last commit ran goes into this one.
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        commit(&store, &sessions, group).await;
+    }
+}
+
+async fn commit(store: &Store, sessions: &Sessions, group: Group) {
+    match group.apply(store, sessions).await {
+        Ok(outcomes) => group.answer(outcomes),
+        Err(e) if group.len() == 1 => group.fail(e),
+        Err(e) => {
+            tracing::warn!(error = ?e, requests = group.len(), "engine writes failed together; trying each alone");
+            for one in group.split() {
+                match one.apply(store, sessions).await {
+                    Ok(outcomes) => one.answer(outcomes),
+                    Err(e) => one.fail(e),
+                }
+            }
+        }
+    }
+}
