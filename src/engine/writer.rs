@@ -80,13 +80,16 @@ fn stopped() -> ApiError {
     ApiError::Unavailable(anyhow::anyhow!("the engine's writer stopped"))
 }
 
+/// Requests of one kind, and where each one's outcome goes.
+type Queue<R, T> = (Vec<R>, Vec<Answer<T>>);
+
 /// The requests of one commit, by kind.
 #[derive(Default)]
 struct Group {
-    takes: (Vec<Take>, Vec<Answer<Option<Vec<inbound::Model>>>>),
-    claims: (Vec<Claim>, Vec<Answer<Option<turn::Model>>>),
-    replies: (Vec<ReplyDraft>, Vec<Answer<Vec<message::Model>>>),
-    steps: (Vec<Step>, Vec<Answer<Option<After>>>),
+    takes: Queue<Take, Option<Vec<inbound::Model>>>,
+    claims: Queue<Claim, Option<turn::Model>>,
+    replies: Queue<ReplyDraft, Vec<message::Model>>,
+    steps: Queue<Step, Option<After>>,
 }
 
 /// What a group's commit produced, in the order of its requests.
@@ -192,7 +195,7 @@ impl Group {
     }
 }
 
-fn push<R, T>(queue: &mut (Vec<R>, Vec<Answer<T>>), request: R, answer: Answer<T>) {
+fn push<R, T>(queue: &mut Queue<R, T>, request: R, answer: Answer<T>) {
     queue.0.push(request);
     queue.1.push(answer);
 }

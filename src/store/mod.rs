@@ -376,16 +376,20 @@ pub fn shaped_chunks<T>(items: &[T]) -> Vec<&[T]> {
     let mut out = Vec::new();
     let mut rest = items;
     while !rest.is_empty() {
-        let size = STATEMENT_ROWS
-            .iter()
-            .copied()
-            .find(|s| *s <= rest.len())
-            .unwrap_or(1);
-        let (head, tail) = rest.split_at(size);
+        let (head, tail) = rest.split_at(chunk_size(rest.len()));
         out.push(head);
         rest = tail;
     }
     out
+}
+
+/// The largest of [`STATEMENT_ROWS`] that `left` items fill.
+fn chunk_size(left: usize) -> usize {
+    STATEMENT_ROWS
+        .iter()
+        .copied()
+        .find(|s| *s <= left)
+        .unwrap_or(1)
 }
 
 /// Inserts `models` with as few statements as [`shaped_chunks`] allows.
@@ -396,12 +400,7 @@ where
 {
     let mut rest = models;
     while !rest.is_empty() {
-        let size = STATEMENT_ROWS
-            .iter()
-            .copied()
-            .find(|s| *s <= rest.len())
-            .unwrap_or(1);
-        let tail = rest.split_off(size);
+        let tail = rest.split_off(chunk_size(rest.len()));
         <A::Entity as sea_orm::EntityTrait>::insert_many(rest)
             .exec_without_returning(conn)
             .await?;
