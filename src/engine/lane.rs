@@ -101,9 +101,10 @@ pub async fn take_many<C: ConnectionTrait>(
         .iter()
         .filter_map(|r| Some((r.try_get("", "id").ok()?, r.try_get("", "locked_by").ok()?)))
         .collect();
-    let held: Vec<&Take> = takes
+    let held: Vec<[&str; 2]> = takes
         .iter()
         .filter(|t| taken.contains(&(lane_id(&t.integration_id, &t.wa_id), t.holder.clone())))
+        .map(|t| [t.integration_id.as_str(), t.wa_id.as_str()])
         .collect();
     let mut waiting = waiting_many(conn, &held).await?;
     Ok(takes
@@ -124,14 +125,7 @@ pub async fn waiting(
     integration_id: &str,
     wa_id: &str,
 ) -> Result<Vec<inbound::Model>, DbErr> {
-    let take = Take {
-        tenant_id: String::new(),
-        integration_id: integration_id.to_owned(),
-        wa_id: wa_id.to_owned(),
-        holder: String::new(),
-        lease: Duration::ZERO,
-    };
-    let mut by_lane = waiting_many(conn, &[&take]).await?;
+    let mut by_lane = waiting_many(conn, &[[integration_id, wa_id]]).await?;
     Ok(by_lane
         .remove(&lane_id(integration_id, wa_id))
         .unwrap_or_default())
@@ -156,20 +150,17 @@ pub fn waiting_sql(backend: sea_orm::DatabaseBackend) -> String {
     )
 }
 
+/// [`waiting`] for many contacts, given as `[integration_id, wa_id]`, by lane id.
 async fn waiting_many<C: ConnectionTrait>(
     conn: &C,
-    lanes: &[&Take],
+    lanes: &[[&str; 2]],
 ) -> Result<std::collections::HashMap<String, Vec<inbound::Model>>, DbErr> {
     let mut by_lane: std::collections::HashMap<String, Vec<inbound::Model>> = Default::default();
     if lanes.is_empty() {
         return Ok(by_lane);
     }
     let backend = conn.get_database_backend();
-    let pairs: Vec<[&str; 2]> = lanes
-        .iter()
-        .map(|t| [t.integration_id.as_str(), t.wa_id.as_str()])
-        .collect();
-    let rows = query(conn, &waiting_sql(backend), [json_param(&pairs)]).await?;
+    let rows = query(conn, &waiting_sql(backend), [json_param(&lanes)]).await?;
     for row in rows {
         let m = inbound::Model::from_query_result(&row, "")?;
         by_lane

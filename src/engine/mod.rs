@@ -361,9 +361,11 @@ async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) ->
         txn.commit().await?;
         return Ok(Step::default());
     };
+    let token = crate::integrations::whatsapp::access_token(state, &integration)?;
+    let can_send = integration.phone_number_id.is_some() && token.is_some();
     let (t, parts) = match t.state.as_str() {
         "prompted" => {
-            let (t, parts) = reply(state, &integration, t, claimed.as_ref()).await?;
+            let (t, parts) = reply(state, &integration, t, claimed.as_ref(), can_send).await?;
             (t, Some(parts))
         }
         _ => (t, None),
@@ -376,7 +378,6 @@ async fn run_turn(state: &AppState, t: turn::Model, claimed: Option<Claimed>) ->
         finish: Some(t.id.clone()),
         ..Step::default()
     };
-    let token = crate::integrations::whatsapp::access_token(state, &integration)?;
     let (Some(phone), Some(token)) = (&integration.phone_number_id, token) else {
         Event::new(
             "whatsapp.reply.skipped",
@@ -708,35 +709,30 @@ async fn insert_user_messages<C: ConnectionTrait>(
     conn: &C,
     rows: Vec<message::Model>,
 ) -> ApiResult<()> {
-    let backend = conn.get_database_backend();
-    for chunk in store::shaped_chunks(&rows) {
-        let values = chunk
-            .iter()
-            .flat_map(|m| -> [sea_orm::Value; 9] {
-                [
-                    m.id.clone().into(),
-                    m.tenant_id.clone().into(),
-                    m.conversation_id.clone().into(),
-                    m.text.clone().into(),
-                    m.meta.clone().into(),
-                    m.wamid.clone().into(),
-                    m.inbound_id.clone().into(),
-                    m.created_at.into(),
-                    m.updated_at.into(),
-                ]
-            })
-            .collect();
-        conn.execute_raw(store::multi_row(
-            backend,
+    store::insert_rows(
+        conn,
+        [
             "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, wamid, \
              inbound_id, created_at, updated_at) VALUES ",
             "(?, ?, ?, 'user', ?, ?, ?, ?, ?, ?)",
-            chunk.len(),
             " ON CONFLICT (inbound_id) DO NOTHING",
-            values,
-        ))
-        .await?;
-    }
+        ],
+        &rows,
+        |m| -> [sea_orm::Value; 9] {
+            [
+                m.id.clone().into(),
+                m.tenant_id.clone().into(),
+                m.conversation_id.clone().into(),
+                m.text.clone().into(),
+                m.meta.clone().into(),
+                m.wamid.clone().into(),
+                m.inbound_id.clone().into(),
+                m.created_at.into(),
+                m.updated_at.into(),
+            ]
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -858,12 +854,14 @@ pub(crate) async fn store_replies(
 }
 
 /// `prompted` → `replied`: asks the model and stores its answer as reply parts, which it
-/// returns. If the model fails after its retries, the parts are one short apology.
+/// returns. If the model fails after its retries, the parts are one short apology. With
+/// `sending`, the first part is stored as `sending` (it goes out right after).
 async fn reply(
     state: &AppState,
     integration: &wi::Model,
     t: turn::Model,
     claimed: Option<&Claimed>,
+    sending: bool,
 ) -> ApiResult<(turn::Model, Vec<message::Model>)> {
     let db = state.store().db();
     let current = match claimed {
@@ -886,8 +884,6 @@ async fn reply(
             Some(bot_id) => ask_model(state, integration, &t, bot_id, &current, newest_wamid).await,
         }
     });
-    let sending = integration.phone_number_id.is_some()
-        && crate::integrations::whatsapp::access_token(state, integration)?.is_some();
     let draft = ReplyDraft {
         turn: t.clone(),
         answer: answer?,

@@ -133,39 +133,34 @@ pub(super) async fn insert_parts<C: ConnectionTrait>(
     conn: &C,
     rows: &[message::Model],
 ) -> Result<(), DbErr> {
-    let backend = conn.get_database_backend();
-    for chunk in crate::store::shaped_chunks(rows) {
-        let values = chunk
-            .iter()
-            .flat_map(|m| -> [sea_orm::Value; 13] {
-                [
-                    m.id.clone().into(),
-                    m.tenant_id.clone().into(),
-                    m.conversation_id.clone().into(),
-                    m.text.clone().into(),
-                    m.meta.clone().into(),
-                    m.delivery_status.clone().into(),
-                    m.turn_id.clone().into(),
-                    m.part.into(),
-                    m.input_tokens.into(),
-                    m.output_tokens.into(),
-                    m.created_at.into(),
-                    m.updated_at.into(),
-                    m.kind.clone().into(),
-                ]
-            })
-            .collect();
-        conn.execute_raw(crate::store::multi_row(
-            backend,
+    crate::store::insert_rows(
+        conn,
+        [
             "INSERT INTO message (id, tenant_id, conversation_id, text, meta, delivery_status, \
              turn_id, part, input_tokens, output_tokens, created_at, updated_at, kind) VALUES ",
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            chunk.len(),
             " ON CONFLICT (turn_id, part) DO NOTHING",
-            values,
-        ))
-        .await?;
-    }
+        ],
+        rows,
+        |m| -> [sea_orm::Value; 13] {
+            [
+                m.id.clone().into(),
+                m.tenant_id.clone().into(),
+                m.conversation_id.clone().into(),
+                m.text.clone().into(),
+                m.meta.clone().into(),
+                m.delivery_status.clone().into(),
+                m.turn_id.clone().into(),
+                m.part.into(),
+                m.input_tokens.into(),
+                m.output_tokens.into(),
+                m.created_at.into(),
+                m.updated_at.into(),
+                m.kind.clone().into(),
+            ]
+        },
+    )
+    .await?;
     Ok(())
 }
 

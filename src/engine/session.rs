@@ -37,6 +37,22 @@ pub struct SessionKey<'a> {
     pub session_ms: i64,
 }
 
+/// A contact of an integration: `(integration_id, wa_id)`.
+type Contact = (String, String);
+
+fn contact_of(c: &conversation::Model) -> Contact {
+    (
+        c.integration_id.clone().unwrap_or_default(),
+        c.wa_id.clone().unwrap_or_default(),
+    )
+}
+
+impl SessionKey<'_> {
+    fn contact(&self) -> Contact {
+        (self.integration_id.to_owned(), self.wa_id.to_owned())
+    }
+}
+
 impl Sessions {
     pub fn new(redis: Option<deadpool_redis::Pool>) -> Self {
         Self { redis }
@@ -51,6 +67,9 @@ impl Sessions {
         conn: &C,
         keys: &[SessionKey<'_>],
     ) -> Result<Vec<conversation::Model>, DbErr> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
         let backend = conn.get_database_backend();
         let mut open = self.open_conversations(conn, keys).await?;
@@ -60,7 +79,7 @@ impl Sessions {
         let mut created = Vec::new();
         for key in keys {
             let expires_at = now + key.session_ms;
-            let conv = match open.remove(&(key.integration_id, key.wa_id)) {
+            let conv = match open.remove(&key.contact()) {
                 Some(mut c) if c.expires_at.is_none_or(|e| e > now) => {
                     extended.entry(expires_at).or_default().push(c.id.clone());
                     c.last_message_at = Some(now);
@@ -135,11 +154,11 @@ impl Sessions {
 
     /// The open conversation of each contact, by `(integration_id, wa_id)`: from Redis when it
     /// knows the contact, else the newest unended one in the database.
-    async fn open_conversations<'k, C: ConnectionTrait>(
+    async fn open_conversations<C: ConnectionTrait>(
         &self,
         conn: &C,
-        keys: &'k [SessionKey<'_>],
-    ) -> Result<HashMap<(&'k str, &'k str), conversation::Model>, DbErr> {
+        keys: &[SessionKey<'_>],
+    ) -> Result<HashMap<Contact, conversation::Model>, DbErr> {
         let backend = conn.get_database_backend();
         let known = self.redis_current_many(keys).await;
         let mut found = HashMap::new();
@@ -153,24 +172,16 @@ impl Sessions {
                 ),
                 [json_param(&ids)],
             )
-            .await?
-            .iter()
-            .map(|row| conversation::Model::from_query_result(row, ""))
-            .collect::<Result<Vec<_>, _>>()?;
-            for c in rows {
-                if let Some(k) = keys.iter().find(|k| {
-                    c.integration_id.as_deref() == Some(k.integration_id)
-                        && c.wa_id.as_deref() == Some(k.wa_id)
-                }) {
-                    found.insert((k.integration_id, k.wa_id), c);
-                }
+            .await?;
+            for row in rows {
+                let c = conversation::Model::from_query_result(&row, "")?;
+                found.insert(contact_of(&c), c);
             }
         }
         let unknown: Vec<[&str; 3]> = keys
             .iter()
-            .zip(&known)
-            .filter(|(k, id)| id.is_none() || !found.contains_key(&(k.integration_id, k.wa_id)))
-            .map(|(k, _)| [k.tenant_id, k.integration_id, k.wa_id])
+            .filter(|k| !found.contains_key(&k.contact()))
+            .map(|k| [k.tenant_id, k.integration_id, k.wa_id])
             .collect();
         if unknown.is_empty() {
             return Ok(found);
@@ -178,14 +189,8 @@ impl Sessions {
         let rows = query(conn, &open_sql(backend), [json_param(&unknown)]).await?;
         for row in rows {
             let c = conversation::Model::from_query_result(&row, "")?;
-            let Some(k) = keys.iter().find(|k| {
-                c.integration_id.as_deref() == Some(k.integration_id)
-                    && c.wa_id.as_deref() == Some(k.wa_id)
-            }) else {
-                continue;
-            };
             // Newest first: the first one seen per contact is its open conversation.
-            found.entry((k.integration_id, k.wa_id)).or_insert(c);
+            found.entry(contact_of(&c)).or_insert(c);
         }
         Ok(found)
     }

@@ -172,7 +172,6 @@ async fn write_group(
     batches: &[&Batch],
 ) -> Result<Vec<Result<Outcome, IngestError>>, DbErr> {
     let txn = crate::store::begin_write(store.db()).await?;
-    let backend = txn.get_database_backend();
     let mut ids: Vec<&str> = batches.iter().map(|b| b.integration_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -194,9 +193,16 @@ async fn write_group(
             rows.extend(b.messages.iter().map(|m| (i, new_id(prefix::INBOUND), m)));
         }
     }
-    let mut inserted = std::collections::HashSet::new();
-    for chunk in crate::store::shaped_chunks(&rows) {
-        let values = chunk.iter().flat_map(|(i, id, m)| {
+    let inserted = crate::store::insert_rows(
+        &txn,
+        [
+            "INSERT INTO inbound_message (id, tenant_id, integration_id, wamid, wa_id, kind, \
+             payload, state, sent_at, received_at, updated_at) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " ON CONFLICT (integration_id, wamid) DO NOTHING RETURNING id",
+        ],
+        &rows,
+        |(i, id, m)| -> [sea_orm::Value; 11] {
             let b = batches[*i];
             let state = if m.allowed { "queued" } else { "ignored" };
             [
@@ -212,20 +218,12 @@ async fn write_group(
                 now.into(),
                 now.into(),
             ]
-        });
-        let stmt = crate::store::multi_row(
-            backend,
-            "INSERT INTO inbound_message (id, tenant_id, integration_id, wamid, wa_id, kind, \
-             payload, state, sent_at, received_at, updated_at) VALUES ",
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            chunk.len(),
-            " ON CONFLICT (integration_id, wamid) DO NOTHING RETURNING id",
-            values.collect(),
-        );
-        for row in txn.query_all_raw(stmt).await? {
-            inserted.insert(row.try_get::<String>("", "id")?);
-        }
-    }
+        },
+    )
+    .await?
+    .iter()
+    .map(|row| row.try_get::<String>("", "id"))
+    .collect::<Result<std::collections::HashSet<_>, _>>()?;
 
     let mut results: Vec<Result<Outcome, IngestError>> = batches
         .iter()
@@ -298,21 +296,17 @@ async fn write_group(
         }
         events.extend(b.events.iter().map(|e| (i, e.clone())));
     }
-    for chunk in crate::store::shaped_chunks(&events) {
-        let values = chunk
-            .iter()
-            .flat_map(|(i, e)| e.clone().into_row(&batches[*i].tenant_id, now))
-            .collect();
-        let stmt = crate::store::multi_row(
-            backend,
+    crate::store::insert_rows(
+        &txn,
+        [
             &format!("INSERT INTO event_log ({}) VALUES ", Event::COLUMNS),
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            chunk.len(),
             "",
-            values,
-        );
-        txn.execute_raw(stmt).await?;
-    }
+        ],
+        &events,
+        |(i, e)| e.clone().into_row(&batches[*i].tenant_id, now),
+    )
+    .await?;
     txn.commit().await?;
     Ok(results)
 }

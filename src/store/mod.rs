@@ -392,6 +392,29 @@ fn chunk_size(left: usize) -> usize {
         .unwrap_or(1)
 }
 
+/// Inserts `rows` with multi-row statements of [`shaped_chunks`] sizes: `head`, then `row`
+/// once per item with the values `values` gives it, then `tail` (a conflict clause,
+/// `RETURNING`). Returns the rows the statements return.
+pub async fn insert_rows<C, T, V>(
+    conn: &C,
+    [head, row, tail]: [&str; 3],
+    rows: &[T],
+    values: impl Fn(&T) -> V,
+) -> Result<Vec<QueryResult>, DbErr>
+where
+    C: ConnectionTrait,
+    V: IntoIterator<Item = sea_orm::Value>,
+{
+    let backend = conn.get_database_backend();
+    let mut out = Vec::new();
+    for chunk in shaped_chunks(rows) {
+        let values = chunk.iter().flat_map(&values).collect();
+        let stmt = multi_row(backend, head, row, chunk.len(), tail, values);
+        out.extend(conn.query_all_raw(stmt).await?);
+    }
+    Ok(out)
+}
+
 /// Inserts `models` with as few statements as [`shaped_chunks`] allows.
 pub async fn insert_all<A, C>(conn: &C, models: Vec<A>) -> Result<(), DbErr>
 where
