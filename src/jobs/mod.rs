@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::throttle;
+
+mod sqlite_queue;
 use crate::state::AppState;
 
 /// The queue of stored inbound WhatsApp messages waiting for the conversation engine.
@@ -265,13 +267,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
     let fetch_batch = concurrency.max(1);
     let monitor = match state.store().pool().clone() {
         crate::store::Pool::Sqlite(pool) => monitor.register(move |_| {
-            let storage = apalis_sqlite::SqliteStorage::<InboundJob>::new(&pool)
-                .with_config(
-                    apalis_sqlite::Config::default()
-                        .queue(INBOUND_QUEUE)
-                        .batch_size(fetch_batch)
-                        .lock_tasks(false),
-                )
+            let config = apalis_sqlite::Config::default()
+                .queue(INBOUND_QUEUE)
+                .batch_size(fetch_batch)
+                .lock_tasks(false);
+            let storage = sqlite_queue::GatedSqliteStorage::<InboundJob>::new(&pool, config)
                 .poll_with_strategy(WakeOrEvery::new(POLL_INTERVAL, wake.clone()));
             WorkerBuilder::new(worker_name.clone())
                 .backend(storage)
