@@ -399,6 +399,11 @@ async fn pg_database() -> (String, String) {
 
 async fn drop_pg_database(name: &str) {
     use sqlx::Connection;
+    // `PARLEY_BENCH_KEEP_DB=1` keeps it, to look at plans over the data a run left.
+    if std::env::var_os("PARLEY_BENCH_KEEP_DB").is_some() {
+        println!("    kept database {name}");
+        return;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     if let Ok(admin) = std::env::var("TEST_POSTGRES_URL")
         && let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await
@@ -722,7 +727,12 @@ fn main() {
         // `PARLEY_BENCH=engine` (or `api`, `webhook`, comma-separated) runs only those.
         let only = std::env::var("PARLEY_BENCH").unwrap_or_default();
         let wanted = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
+        // `PARLEY_BENCH_DB=postgres` (or `sqlite`) runs on that database only.
+        let db_only = std::env::var("PARLEY_BENCH_DB").unwrap_or_default();
         for (label, db) in backends {
+            if !db_only.is_empty() && db_only != label {
+                continue;
+            }
             if wanted("api") || wanted("webhook") {
                 ingest_benches(label, db.clone(), dir.path(), &wanted).await;
             }

@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -1149,6 +1149,13 @@ pub(crate) async fn resolve_provider(
     ))
 }
 
+/// The newest 500 messages of a conversation, newest first. The tenant is checked on the
+/// conversation's row, not the messages': with the tenant on `message` PostgreSQL sometimes
+/// intersected the conversation's index with the tenant's (every message the tenant has).
+pub const HISTORY_SQL: &str = "SELECT m.* FROM conversation c JOIN message m \
+     ON m.conversation_id = c.id WHERE c.id = ? AND c.tenant_id = ? \
+     AND m.kind IN ('user', 'bot') ORDER BY m.id DESC LIMIT 500";
+
 /// The conversation so far, oldest first, within the history budget, then the current turn's
 /// messages (which are never dropped).
 async fn history(
@@ -1161,14 +1168,11 @@ async fn history(
 ) -> ApiResult<(Vec<ChatMessage>, bool)> {
     let tenant_id = t.tenant_id.as_str();
     let db = state.store().db();
-    let rows = message::Entity::find()
-        .filter(message::Column::TenantId.eq(tenant_id))
-        .filter(message::Column::ConversationId.eq(conversation_id))
-        .filter(message::Column::Kind.is_in(["user", "bot"]))
-        .order_by_desc(message::Column::Id)
-        .limit(500)
-        .all(db)
-        .await?;
+    let rows = store::query(db, HISTORY_SQL, [conversation_id.into(), tenant_id.into()])
+        .await?
+        .iter()
+        .map(|row| message::Model::from_query_result(row, ""))
+        .collect::<Result<Vec<_>, _>>()?;
     let max_messages = model
         .interaction_max_messages
         .map_or(usize::MAX, |n| n as usize);

@@ -13,6 +13,7 @@
 //! If the shared transaction fails, each request is tried again alone, so one bad request
 //! cannot fail the others.
 
+use sea_orm::ConnectionTrait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::lane::{self, After, Take};
@@ -24,6 +25,9 @@ use crate::store::entities::{inbound_message as inbound, message, turn};
 
 /// Most requests applied in one transaction.
 const MAX_GROUP: usize = 256;
+
+/// Writer tasks on PostgreSQL (see [`Writer::start`]).
+const POSTGRES_WRITERS: usize = 4;
 
 /// The handle turns submit their writes through. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -41,11 +45,25 @@ enum Request {
 }
 
 impl Writer {
-    /// Starts the writer task; it runs until every handle is dropped.
+    /// Starts the writer tasks; they run until every handle is dropped.
+    ///
+    /// SQLite takes one writer at a time, so one task. PostgreSQL commits several transactions
+    /// at once, and a commit there is a dozen round trips: with one task a turn's four requests
+    /// each waited out a whole commit before their own, which was most of a turn's latency.
+    /// Several tasks take turns collecting from one queue, so a request waits for at most a
+    /// collection. Their commits touch different contacts' rows; a rare deadlock between two of
+    /// them fails one group, whose requests are then tried alone.
     pub fn start(store: Store, sessions: Sessions) -> Self {
         // Each turn waits for its request, so the queue holds at most one per turn in flight.
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(run(store, sessions, rx));
+        let tasks = match store.db().get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => POSTGRES_WRITERS,
+            _ => 1,
+        };
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..tasks {
+            tokio::spawn(run(store.clone(), sessions.clone(), rx.clone()));
+        }
         Self { tx }
     }
 
@@ -117,6 +135,15 @@ impl Group {
     /// Applies every request in one transaction.
     async fn apply(&self, store: &Store, sessions: &Sessions) -> ApiResult<Outcomes> {
         let txn = crate::store::begin_write(store.db()).await?;
+        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            // These statements join a list against tables that grow by the second. A plan
+            // PostgreSQL caches for a connection is kept until the table's statistics are next
+            // gathered (up to a minute on a busy new database), and one made while a table was
+            // nearly empty scans it whole: planned each time instead, they use its indexes.
+            // Planning costs little next to the many turns one statement serves.
+            txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+                .await?;
+        }
         // Steps first: a lane one of them lets go can be taken by a take of the same commit.
         // The other order is as correct (a lane is only let go when nothing waits), just slower.
         let steps = if self.steps.0.is_empty() {
@@ -207,17 +234,28 @@ fn answer<T>(answers: Vec<Answer<T>>, outcomes: Vec<T>) {
     }
 }
 
-async fn run(store: Store, sessions: Sessions, mut rx: mpsc::Receiver<Request>) {
-    while let Some(first) = rx.recv().await {
-        let mut group = Group::default();
-        group.push(first);
-        // Whatever arrived while the last commit ran goes into this one.
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(r) => group.push(r),
-                Err(_) => break,
+async fn run(
+    store: Store,
+    sessions: Sessions,
+    rx: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Request>>>,
+) {
+    loop {
+        let group = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut group = Group::default();
+            group.push(first);
+            // Whatever arrived while the last commit ran goes into this one.
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
             }
-        }
+            group
+        };
         commit(&store, &sessions, group).await;
     }
 }

@@ -468,7 +468,12 @@ pub async fn query<C: ConnectionTrait>(
 /// size on both databases, where `IN (?, ?, …)` would be a new statement for each.
 pub fn json_rows(backend: sea_orm::DatabaseBackend) -> &'static str {
     match backend {
-        sea_orm::DatabaseBackend::Postgres => "jsonb_array_elements(CAST(? AS jsonb)) AS j(value)",
+        // Through an array: PostgreSQL guesses a list of ten rows from `unnest` where it
+        // guesses a hundred from `jsonb_array_elements`, and a hundred made it join by hashing a
+        // whole table instead of looking the rows up by index.
+        sea_orm::DatabaseBackend::Postgres => {
+            "unnest(ARRAY(SELECT jsonb_array_elements(CAST(? AS jsonb)))) AS j(value)"
+        }
         _ => "json_each(?) AS j",
     }
 }
@@ -477,7 +482,9 @@ pub fn json_rows(backend: sea_orm::DatabaseBackend) -> &'static str {
 pub fn in_json(backend: sea_orm::DatabaseBackend, column: &str) -> String {
     match backend {
         sea_orm::DatabaseBackend::Postgres => {
-            format!("{column} IN (SELECT jsonb_array_elements_text(CAST(? AS jsonb)))")
+            // `= ANY(array)` is looked up by index; `IN (SELECT …)` was joined by hashing the
+            // whole table (PostgreSQL guesses the list at a hundred rows).
+            format!("{column} = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(? AS jsonb))))")
         }
         _ => format!("{column} IN (SELECT value FROM json_each(?))"),
     }

@@ -329,9 +329,7 @@ async fn the_engines_hot_lookups_use_their_indexes_on_sqlite() {
             "message_status_integration_id_wamid_status_key",
         ),
         (
-            "SELECT id FROM message WHERE tenant_id = 't' AND conversation_id = 'c' \
-             AND kind IN ('user', 'bot') ORDER BY id DESC LIMIT 500"
-                .to_owned(),
+            parley::engine::HISTORY_SQL.to_owned(),
             "message_conversation_id_idx",
         ),
         (
@@ -360,5 +358,57 @@ async fn the_engines_hot_lookups_use_their_indexes_on_sqlite() {
             .collect::<Vec<_>>()
             .join("\n");
         assert!(plan.contains(index), "{query}\n{plan}");
+    }
+}
+
+#[tokio::test]
+async fn list_parameters_are_looked_up_by_index_on_postgres() {
+    let db = TestDb::new().await;
+    let settings = test_settings(&db);
+    if !matches!(settings.database, parley::config::DatabaseUrl::Postgres(_)) {
+        return;
+    }
+    let store = parley::store::Store::connect(&settings).await.unwrap();
+    store.migrate().await.unwrap();
+    let conn = store.db();
+    conn.execute_unprepared(
+        "INSERT INTO contact_lane (id, tenant_id, integration_id, wa_id, locked_by, locked_until) \
+         SELECT 'wai_1:' || n, 'ten_1', 'wai_1', n::text, 'w' || n, 0 \
+         FROM generate_series(1, 20000) AS n; ANALYZE contact_lane",
+    )
+    .await
+    .unwrap();
+    let ids: Vec<String> = (1..=20).map(|n| format!("wai_1:{n}")).collect();
+    let holders: Vec<String> = (1..=20).map(|n| format!("w{n}")).collect();
+    let backend = DatabaseBackend::Postgres;
+    // PostgreSQL guesses a JSON list at a hundred rows; written the obvious way, that made it
+    // hash the whole table rather than look twenty rows up.
+    for (query, values) in [
+        (
+            parley::engine::lane::release_sql(backend),
+            vec![
+                parley::store::json_param(&ids),
+                parley::store::json_param(&holders),
+            ],
+        ),
+        (
+            format!(
+                "SELECT l.id FROM {} JOIN contact_lane l ON l.id = j.value ->> 0",
+                parley::store::json_rows(backend)
+            ),
+            vec![parley::store::json_param(&ids)],
+        ),
+    ] {
+        let plan = parley::store::query(conn, &format!("EXPLAIN {query}"), values)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", "QUERY PLAN").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            plan.contains("contact_lane_pkey") && !plan.contains("Seq Scan on contact_lane"),
+            "{query}\n{plan}"
+        );
     }
 }
