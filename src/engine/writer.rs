@@ -27,7 +27,7 @@ use crate::store::entities::{inbound_message as inbound, message, turn};
 const MAX_GROUP: usize = 256;
 
 /// Writer tasks on PostgreSQL (see [`Writer::start`]).
-const POSTGRES_WRITERS: usize = 4;
+const POSTGRES_WRITERS: usize = 8;
 
 /// The handle turns submit their writes through. Cheap to clone.
 #[derive(Clone, Debug)]
