@@ -225,12 +225,9 @@ async fn jobs_enqueued_in_a_transaction_reach_an_apalis_worker() {
 #[tokio::test]
 async fn sqlite_queue_acks_look_jobs_up_by_key_not_by_worker() {
     let db = TestDb::new().await;
-    let settings = test_settings(&db);
-    if !matches!(settings.database, parley::config::DatabaseUrl::Sqlite(_)) {
+    let Some(store) = migrated_store(&db, DatabaseBackend::Sqlite).await else {
         return;
-    }
-    let store = parley::store::Store::connect(&settings).await.unwrap();
-    store.migrate().await.unwrap();
+    };
     // Twice: the adjustment runs at every start and must leave the index as it is.
     store.migrate().await.unwrap();
     // The shape of apalis-sqlite's ack: acknowledged ids from JSON, joined on the worker.
@@ -310,12 +307,9 @@ async fn finished_jobs_are_pruned_after_an_hour_and_others_kept() {
 #[tokio::test]
 async fn the_engines_hot_lookups_use_their_indexes_on_sqlite() {
     let db = TestDb::new().await;
-    let settings = test_settings(&db);
-    if !matches!(settings.database, parley::config::DatabaseUrl::Sqlite(_)) {
+    let Some(store) = migrated_store(&db, DatabaseBackend::Sqlite).await else {
         return;
-    }
-    let store = parley::store::Store::connect(&settings).await.unwrap();
-    store.migrate().await.unwrap();
+    };
     // SQLite plans without statistics, so an index that only half fits can lose to walking a
     // tenant's whole table in id order: each of these runs for every turn. The engine's own
     // statements are planned with their placeholders unbound, as SQLite prepares them.
@@ -364,12 +358,9 @@ async fn the_engines_hot_lookups_use_their_indexes_on_sqlite() {
 #[tokio::test]
 async fn list_parameters_are_looked_up_by_index_on_postgres() {
     let db = TestDb::new().await;
-    let settings = test_settings(&db);
-    if !matches!(settings.database, parley::config::DatabaseUrl::Postgres(_)) {
+    let Some(store) = migrated_store(&db, DatabaseBackend::Postgres).await else {
         return;
-    }
-    let store = parley::store::Store::connect(&settings).await.unwrap();
-    store.migrate().await.unwrap();
+    };
     let conn = store.db();
     conn.execute_unprepared(
         "INSERT INTO contact_lane (id, tenant_id, integration_id, wa_id, locked_by, locked_until) \
@@ -411,4 +402,20 @@ async fn list_parameters_are_looked_up_by_index_on_postgres() {
             "{query}\n{plan}"
         );
     }
+}
+
+/// The test database's store, migrated, if the suite runs on `backend`; tests of one backend's
+/// behaviour return early on the other.
+async fn migrated_store(db: &TestDb, backend: DatabaseBackend) -> Option<parley::store::Store> {
+    let settings = test_settings(db);
+    let ours = match settings.database {
+        parley::config::DatabaseUrl::Sqlite(_) => DatabaseBackend::Sqlite,
+        parley::config::DatabaseUrl::Postgres(_) => DatabaseBackend::Postgres,
+    };
+    if ours != backend {
+        return None;
+    }
+    let store = parley::store::Store::connect(&settings).await.unwrap();
+    store.migrate().await.unwrap();
+    Some(store)
 }
