@@ -231,21 +231,14 @@ async fn sqlite_queue_acks_look_jobs_up_by_key_not_by_worker() {
     // Twice: the adjustment runs at every start and must leave the index as it is.
     store.migrate().await.unwrap();
     // The shape of apalis-sqlite's ack: acknowledged ids from JSON, joined on the worker.
-    let plan = store
-        .db()
-        .query_all_raw(Statement::from_string(
-            DatabaseBackend::Sqlite,
-            "EXPLAIN QUERY PLAN WITH j AS (SELECT value ->> 'task_id' AS task_id FROM \
-             json_each('[{\"task_id\":\"x\"}]')) UPDATE Jobs SET status = 'Done' FROM j \
-             WHERE Jobs.id = j.task_id AND Jobs.lock_by = 'worker'"
-                .to_owned(),
-        ))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get::<String>("", "detail").unwrap())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let plan = explain(
+        store.db(),
+        "WITH j AS (SELECT value ->> 'task_id' AS task_id FROM \
+         json_each('[{\"task_id\":\"x\"}]')) UPDATE Jobs SET status = 'Done' FROM j \
+         WHERE Jobs.id = j.task_id AND Jobs.lock_by = 'worker'",
+        [],
+    )
+    .await;
     assert!(!plan.contains("LIdx"), "{plan}");
     assert!(plan.contains("(id=?)"), "{plan}");
 }
@@ -339,18 +332,7 @@ async fn the_engines_hot_lookups_use_their_indexes_on_sqlite() {
             "sqlite_autoindex_inbound_message_1 (id=?)",
         ),
     ] {
-        let plan = store
-            .db()
-            .query_all_raw(Statement::from_string(
-                DatabaseBackend::Sqlite,
-                format!("EXPLAIN QUERY PLAN {query}"),
-            ))
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.try_get::<String>("", "detail").unwrap())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let plan = explain(store.db(), &query, []).await;
         assert!(plan.contains(index), "{query}\n{plan}");
     }
 }
@@ -390,13 +372,7 @@ async fn list_parameters_are_looked_up_by_index_on_postgres() {
             vec![parley::store::json_param(&ids)],
         ),
     ] {
-        let plan = parley::store::query(conn, &format!("EXPLAIN {query}"), values)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.try_get::<String>("", "QUERY PLAN").unwrap())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let plan = explain(conn, &query, values).await;
         assert!(
             plan.contains("contact_lane_pkey") && !plan.contains("Seq Scan on contact_lane"),
             "{query}\n{plan}"
@@ -418,4 +394,30 @@ async fn migrated_store(db: &TestDb, backend: DatabaseBackend) -> Option<parley:
     let store = parley::store::Store::connect(&settings).await.unwrap();
     store.migrate().await.unwrap();
     Some(store)
+}
+
+/// The database's plan for `query` (`?` placeholders, bound to `values` on PostgreSQL, left
+/// unbound on SQLite as it prepares them), one step per line.
+async fn explain(
+    conn: &sea_orm::DatabaseConnection,
+    query: &str,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> String {
+    let (prefix, column) = match conn.get_database_backend() {
+        DatabaseBackend::Postgres => ("EXPLAIN", "QUERY PLAN"),
+        _ => ("EXPLAIN QUERY PLAN", "detail"),
+    };
+    let text = format!("{prefix} {query}");
+    let rows = match conn.get_database_backend() {
+        DatabaseBackend::Postgres => parley::store::query(conn, &text, values).await,
+        backend => {
+            conn.query_all_raw(Statement::from_string(backend, text))
+                .await
+        }
+    };
+    rows.unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", column).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
