@@ -773,15 +773,11 @@ async fn record_reaction(
             Some(e) => format!("[reacted {e} to: \"{quoted}\"]"),
             None => format!("[removed their reaction from: \"{quoted}\"]"),
         };
-        let backend = txn.get_database_backend();
-        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            backend,
-            crate::store::sql(
-                backend,
-                "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, wamid, \
-                 inbound_id, created_at, updated_at) VALUES (?, ?, ?, 'user', ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (inbound_id) DO NOTHING",
-            ),
+        crate::store::execute(
+            &txn,
+            "INSERT INTO message (id, tenant_id, conversation_id, kind, text, meta, wamid, \
+             inbound_id, created_at, updated_at) VALUES (?, ?, ?, 'user', ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (inbound_id) DO NOTHING",
             [
                 new_id(prefix::MESSAGE).into(),
                 r.tenant_id.clone().into(),
@@ -793,7 +789,7 @@ async fn record_reaction(
                 now.into(),
                 now.into(),
             ],
-        ))
+        )
         .await?;
     }
     txn.commit().await?;

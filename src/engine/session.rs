@@ -275,17 +275,12 @@ pub fn open_sql(backend: sea_orm::DatabaseBackend) -> String {
 /// Marks conversations whose session has run out as ended. Run periodically.
 pub async fn close_expired<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
     let now = now_ms();
-    let backend = conn.get_database_backend();
-    let res = conn
-        .execute_raw(sea_orm::Statement::from_sql_and_values(
-            backend,
-            crate::store::sql(
-                backend,
-                "UPDATE conversation SET ended_at = expires_at, updated_at = ? \
-                 WHERE ended_at IS NULL AND expires_at IS NOT NULL AND expires_at < ?",
-            ),
-            [now.into(), now.into()],
-        ))
-        .await?;
+    let res = execute(
+        conn,
+        "UPDATE conversation SET ended_at = expires_at, updated_at = ? \
+         WHERE ended_at IS NULL AND expires_at IS NOT NULL AND expires_at < ?",
+        [now.into(), now.into()],
+    )
+    .await?;
     Ok(res.rows_affected())
 }

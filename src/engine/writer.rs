@@ -198,27 +198,20 @@ impl Group {
     /// One group per request, to try each alone.
     fn split(self) -> Vec<Group> {
         let mut out = Vec::with_capacity(self.len());
-        for (r, a) in self.takes.0.into_iter().zip(self.takes.1) {
-            let mut g = Group::default();
-            push(&mut g.takes, r, a);
-            out.push(g);
-        }
-        for (r, a) in self.claims.0.into_iter().zip(self.claims.1) {
-            let mut g = Group::default();
-            push(&mut g.claims, r, a);
-            out.push(g);
-        }
-        for (r, a) in self.replies.0.into_iter().zip(self.replies.1) {
-            let mut g = Group::default();
-            push(&mut g.replies, r, a);
-            out.push(g);
-        }
-        for (r, a) in self.steps.0.into_iter().zip(self.steps.1) {
-            let mut g = Group::default();
-            push(&mut g.steps, r, a);
-            out.push(g);
-        }
+        alone(self.takes, |g| &mut g.takes, &mut out);
+        alone(self.claims, |g| &mut g.claims, &mut out);
+        alone(self.replies, |g| &mut g.replies, &mut out);
+        alone(self.steps, |g| &mut g.steps, &mut out);
         out
+    }
+}
+
+/// Puts each request of `queue` in a group of its own, in the group's `slot` for its kind.
+fn alone<R, T>(queue: Queue<R, T>, slot: fn(&mut Group) -> &mut Queue<R, T>, out: &mut Vec<Group>) {
+    for (r, a) in queue.0.into_iter().zip(queue.1) {
+        let mut g = Group::default();
+        push(slot(&mut g), r, a);
+        out.push(g);
     }
 }
 

@@ -413,17 +413,13 @@ pub async fn apply_status<C: ConnectionTrait>(
     let Some(rank) = rank(status) else {
         return Ok(());
     };
-    let backend = conn.get_database_backend();
-    conn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        crate::store::sql(
-            backend,
-            "UPDATE message SET delivery_status = ?, error_code = COALESCE(?, error_code), \
-             error_title = COALESCE(?, error_title), updated_at = ? \
-             WHERE tenant_id = ? AND wamid = ? AND \
-             (CASE delivery_status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 \
-              WHEN 'failed' THEN 4 ELSE 0 END) < ?",
-        ),
+    crate::store::execute(
+        conn,
+        "UPDATE message SET delivery_status = ?, error_code = COALESCE(?, error_code), \
+         error_title = COALESCE(?, error_title), updated_at = ? \
+         WHERE tenant_id = ? AND wamid = ? AND \
+         (CASE delivery_status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 \
+          WHEN 'failed' THEN 4 ELSE 0 END) < ?",
         [
             status.into(),
             error_code.into(),
@@ -433,7 +429,7 @@ pub async fn apply_status<C: ConnectionTrait>(
             wamid.into(),
             rank.into(),
         ],
-    ))
+    )
     .await?;
     Ok(())
 }

@@ -362,7 +362,7 @@ pub fn multi_row(
         text.push_str(row);
     }
     text.push_str(tail);
-    sea_orm::Statement::from_sql_and_values(backend, sql(backend, &text), values)
+    statement(backend, &text, values)
 }
 
 /// Rows per multi-row statement come from this short list, largest first, so each table sees
@@ -438,13 +438,8 @@ pub async fn execute<C: ConnectionTrait>(
     text: &str,
     values: impl IntoIterator<Item = sea_orm::Value>,
 ) -> Result<ExecResult, DbErr> {
-    let backend = conn.get_database_backend();
-    conn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        sql(backend, text),
-        values,
-    ))
-    .await
+    conn.execute_raw(statement(conn.get_database_backend(), text, values))
+        .await
 }
 
 /// Runs a query written with `?` placeholders, on either database.
@@ -453,13 +448,17 @@ pub async fn query<C: ConnectionTrait>(
     text: &str,
     values: impl IntoIterator<Item = sea_orm::Value>,
 ) -> Result<Vec<QueryResult>, DbErr> {
-    let backend = conn.get_database_backend();
-    conn.query_all_raw(Statement::from_sql_and_values(
-        backend,
-        sql(backend, text),
-        values,
-    ))
-    .await
+    conn.query_all_raw(statement(conn.get_database_backend(), text, values))
+        .await
+}
+
+/// A statement written with `?` placeholders, in `backend`'s dialect.
+fn statement(
+    backend: sea_orm::DatabaseBackend,
+    text: &str,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Statement {
+    Statement::from_sql_and_values(backend, sql(backend, text), values)
 }
 
 /// A list passed to a statement as one JSON parameter, read back as the rows of `j` (each row's
