@@ -16,6 +16,7 @@ mod m20261122_000006_add_turn_tool_rounds;
 mod m20261122_000007_create_sandbox;
 mod m20261122_000008_index_hot_paths;
 mod m20261122_000009_index_waiting_messages;
+mod m20261122_000010_hot_updates;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_create_sandbox::Migration),
             Box::new(m20261122_000008_index_hot_paths::Migration),
             Box::new(m20261122_000009_index_waiting_messages::Migration),
+            Box::new(m20261122_000010_hot_updates::Migration),
         ]
     }
 }

@@ -185,6 +185,8 @@ struct Claimed {
     inbound_ids: Vec<String>,
     newest_wamid: String,
     integration: wi::Model,
+    /// The conversation's messages when the claim started it; see [`Prompted`].
+    history: Option<Vec<message::Model>>,
 }
 
 /// Runs the contact's next turn (first a turn a dead worker left unfinished, else a new turn
@@ -315,16 +317,17 @@ async fn claim(
         waiting,
         prepared,
     };
-    let Some(t) = state.engine_writer().claim(claim).await? else {
+    let Some(prompted) = state.engine_writer().claim(claim).await? else {
         // Someone else claimed some of them (we lost the lane meanwhile): no turn for us.
         return Ok(Next::Nothing);
     };
     Ok(Next::New(
-        t,
+        prompted.turn,
         Box::new(Claimed {
             inbound_ids: ids,
             newest_wamid,
             integration,
+            history: prompted.history,
         }),
     ))
 }
@@ -468,6 +471,17 @@ fn is_reset(integration: &wi::Model, text: &str) -> bool {
 }
 
 /// A new turn's claim of its contact's waiting messages, with what its prompt step needs.
+/// A turn after its claim and prompt step.
+#[derive(Clone, Debug)]
+pub(crate) struct Prompted {
+    pub turn: turn::Model,
+    /// Every message of the turn's conversation, newest first, when the claim started the
+    /// conversation: then they are the user messages the claim stored, known without reading
+    /// them back. Every turn of a contact's first message (and of the first after a session
+    /// ends) saves a read this way.
+    pub history: Option<Vec<message::Model>>,
+}
+
 pub(crate) struct Claim {
     /// The turn to create (`started`, with a fresh id).
     pub turn: turn::Model,
@@ -488,10 +502,10 @@ pub(crate) async fn prompt_many(
     txn: &store::WriteTxn,
     sessions: &Sessions,
     claims: &[Claim],
-) -> ApiResult<Vec<Option<turn::Model>>> {
+) -> ApiResult<Vec<Option<Prompted>>> {
     let now = now_ms();
     let lost = claim_messages(txn, claims, now).await?;
-    let mut turns: Vec<Option<turn::Model>> = vec![None; claims.len()];
+    let mut turns: Vec<Option<Prompted>> = vec![None; claims.len()];
     // The claims still on, with their readable messages, what was made of those, and contact.
     let mut ready = Vec::with_capacity(claims.len());
     for (i, c) in claims.iter().enumerate() {
@@ -511,7 +525,10 @@ pub(crate) async fn prompt_many(
         if readable.is_empty() {
             t.state = "failed".to_owned();
             t.error = Some("no readable message".to_owned());
-            turns[i] = Some(t);
+            turns[i] = Some(Prompted {
+                turn: t,
+                history: None,
+            });
             continue;
         }
         let prepared: Vec<input::Prepared> = c
@@ -542,18 +559,30 @@ pub(crate) async fn prompt_many(
             session_ms: c.integration.session_duration,
         })
         .collect();
-    let conversations = sessions.continue_or_start_many(txn, &keys).await?;
+    let sessions_now = sessions.continue_or_start_many(txn, &keys).await?;
     let mut user_messages = Vec::new();
-    for ((_, c, readable, prepared, _), conversation) in ready.iter().zip(&conversations) {
-        for (m, p) in readable.iter().zip(prepared) {
-            user_messages.push(user_message(&c.turn, &conversation.id, m, p, now));
-        }
+    let mut histories = Vec::with_capacity(ready.len());
+    for ((_, c, readable, prepared, _), session) in ready.iter().zip(&sessions_now) {
+        let ours: Vec<message::Model> = readable
+            .iter()
+            .zip(prepared)
+            .map(|(m, p)| user_message(&c.turn, &session.conversation.id, m, p, now))
+            .collect();
+        histories.push(session.started.then(|| {
+            let mut newest_first = ours.clone();
+            newest_first.sort_by(|a, b| b.id.cmp(&a.id));
+            newest_first
+        }));
+        user_messages.extend(ours);
     }
     insert_user_messages(txn, user_messages).await?;
     let mut replies = Vec::new();
-    for ((i, c, _, prepared, _), (key, conversation)) in
-        ready.iter().zip(keys.iter().zip(&conversations))
+    for (((i, c, _, prepared, _), (key, session)), history) in ready
+        .iter()
+        .zip(keys.iter().zip(&sessions_now))
+        .zip(histories)
     {
+        let conversation = &session.conversation;
         let mut t = c.turn.clone();
         t.conversation_id = Some(conversation.id.clone());
         input::link_files(txn, &t.tenant_id, &conversation.id, prepared).await?;
@@ -574,7 +603,7 @@ pub(crate) async fn prompt_many(
             }
             None => "prompted".to_owned(),
         };
-        turns[*i] = Some(t);
+        turns[*i] = Some(Prompted { turn: t, history });
     }
     outbox::insert_parts(txn, &replies).await?;
     store::insert_all(
@@ -582,8 +611,7 @@ pub(crate) async fn prompt_many(
         turns
             .iter()
             .flatten()
-            .cloned()
-            .map(turn::ActiveModel::from)
+            .map(|p| turn::ActiveModel::from(p.turn.clone()))
             .collect(),
     )
     .await?;
@@ -881,7 +909,19 @@ async fn reply(
     let (_, answer) = tokio::join!(show_typing(state, integration, &t, newest_wamid), async {
         match integration.bot_id.as_deref() {
             None => Ok(Err("no bot is linked to the integration".to_owned())),
-            Some(bot_id) => ask_model(state, integration, &t, bot_id, &current, newest_wamid).await,
+            Some(bot_id) => {
+                let known = claimed.and_then(|c| c.history.as_deref());
+                ask_model(
+                    state,
+                    integration,
+                    &t,
+                    bot_id,
+                    &current,
+                    known,
+                    newest_wamid,
+                )
+                .await
+            }
         }
     });
     let draft = ReplyDraft {
@@ -990,9 +1030,10 @@ async fn ask_model(
     t: &turn::Model,
     bot_id: &str,
     current: &[String],
+    known: Option<&[message::Model]>,
     newest_wamid: Option<&str>,
 ) -> ApiResult<Result<tool_loop::Finish, String>> {
-    let request = match model_request(state, t, bot_id, current).await {
+    let request = match model_request(state, t, bot_id, current, known).await {
         Ok(r) => r,
         Err(why) => return Ok(Err(why)),
     };
@@ -1024,6 +1065,7 @@ async fn model_request(
     t: &turn::Model,
     bot_id: &str,
     current: &[String],
+    known: Option<&[message::Model]>,
 ) -> Result<(Arc<dyn LlmProvider>, ChatRequest), String> {
     let conversation_id = t.conversation_id.as_deref().unwrap_or_default();
     let cached = state.bot_cache().get(state, &t.tenant_id, bot_id).await?;
@@ -1036,6 +1078,7 @@ async fn model_request(
         t,
         conversation_id,
         current,
+        known,
         &model,
         vision != input::Vision::None,
     )
@@ -1157,22 +1200,28 @@ pub const HISTORY_SQL: &str = "SELECT m.* FROM conversation c JOIN message m \
      AND m.kind IN ('user', 'bot') ORDER BY m.id DESC LIMIT 500";
 
 /// The conversation so far, oldest first, within the history budget, then the current turn's
-/// messages (which are never dropped).
+/// messages (which are never dropped). Read with [`HISTORY_SQL`] unless `known` (newest first).
 async fn history(
     state: &AppState,
     t: &turn::Model,
     conversation_id: &str,
     current: &[String],
+    known: Option<&[message::Model]>,
     model: &ModelSpec,
     images: bool,
 ) -> ApiResult<(Vec<ChatMessage>, bool)> {
-    let tenant_id = t.tenant_id.as_str();
-    let db = state.store().db();
-    let rows = store::query(db, HISTORY_SQL, [conversation_id.into(), tenant_id.into()])
+    let rows = match known {
+        Some(rows) => rows.to_vec(),
+        None => store::query(
+            state.store().db(),
+            HISTORY_SQL,
+            [conversation_id.into(), t.tenant_id.as_str().into()],
+        )
         .await?
         .iter()
         .map(|row| message::Model::from_query_result(row, ""))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?,
+    };
     let max_messages = model
         .interaction_max_messages
         .map_or(usize::MAX, |n| n as usize);

@@ -53,6 +53,14 @@ impl SessionKey<'_> {
     }
 }
 
+/// A contact's conversation for a turn, from [`Sessions::continue_or_start_many`].
+#[derive(Debug)]
+pub struct Session {
+    pub conversation: conversation::Model,
+    /// Started for this turn: it holds nothing yet but what the turn stores.
+    pub started: bool,
+}
+
 impl Sessions {
     pub fn new(redis: Option<deadpool_redis::Pool>) -> Self {
         Self { redis }
@@ -66,7 +74,7 @@ impl Sessions {
         &self,
         conn: &C,
         keys: &[SessionKey<'_>],
-    ) -> Result<Vec<conversation::Model>, DbErr> {
+    ) -> Result<Vec<Session>, DbErr> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -85,7 +93,10 @@ impl Sessions {
                     c.last_message_at = Some(now);
                     c.expires_at = Some(expires_at);
                     c.updated_at = now;
-                    c
+                    Session {
+                        conversation: c,
+                        started: false,
+                    }
                 }
                 stale => {
                     if let Some(c) = stale {
@@ -108,7 +119,10 @@ impl Sessions {
                         updated_at: now,
                     };
                     created.push(c.clone());
-                    c
+                    Session {
+                        conversation: c,
+                        started: true,
+                    }
                 }
             };
             out.push(conv);
@@ -247,14 +261,18 @@ impl Sessions {
     }
 
     /// Remembers each contact's conversation for one session duration (one round trip).
-    async fn redis_set_many(&self, keys: &[SessionKey<'_>], conversations: &[conversation::Model]) {
+    async fn redis_set_many(&self, keys: &[SessionKey<'_>], sessions: &[Session]) {
         let Some(pool) = &self.redis else { return };
         let Ok(mut c) = pool.get().await else { return };
         let mut pipe = deadpool_redis::redis::pipe();
-        for (key, conv) in keys.iter().zip(conversations) {
+        for (key, session) in keys.iter().zip(sessions) {
             let ttl = u64::try_from(key.session_ms).unwrap_or(1).max(1);
-            pipe.pset_ex(redis_key(key.integration_id, key.wa_id), &conv.id, ttl)
-                .ignore();
+            pipe.pset_ex(
+                redis_key(key.integration_id, key.wa_id),
+                &session.conversation.id,
+                ttl,
+            )
+            .ignore();
         }
         let _: Result<(), _> = pipe.query_async(&mut c).await;
     }

@@ -18,10 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::lane::{self, After, Take};
 use super::session::Sessions;
-use super::{Claim, ReplyDraft, Step};
+use super::{Claim, Prompted, ReplyDraft, Step};
 use crate::error::{ApiError, ApiResult};
 use crate::store::Store;
-use crate::store::entities::{inbound_message as inbound, message, turn};
+use crate::store::entities::{inbound_message as inbound, message};
 
 /// Most requests applied in one transaction.
 const MAX_GROUP: usize = 256;
@@ -39,7 +39,7 @@ type Answer<T> = oneshot::Sender<ApiResult<T>>;
 
 enum Request {
     Take(Take, Answer<Option<Vec<inbound::Model>>>),
-    Claim(Box<Claim>, Answer<Option<turn::Model>>),
+    Claim(Box<Claim>, Answer<Option<Prompted>>),
     Reply(Box<ReplyDraft>, Answer<Vec<message::Model>>),
     Step(Step, Answer<Option<After>>),
 }
@@ -73,7 +73,7 @@ impl Writer {
     }
 
     /// Claims a new turn's messages and runs its prompt step; `None` if the claim was lost.
-    pub(crate) async fn claim(&self, claim: Claim) -> ApiResult<Option<turn::Model>> {
+    pub(crate) async fn claim(&self, claim: Claim) -> ApiResult<Option<Prompted>> {
         self.ask(|a| Request::Claim(Box::new(claim), a)).await
     }
 
@@ -105,7 +105,7 @@ type Queue<R, T> = (Vec<R>, Vec<Answer<T>>);
 #[derive(Default)]
 struct Group {
     takes: Queue<Take, Option<Vec<inbound::Model>>>,
-    claims: Queue<Claim, Option<turn::Model>>,
+    claims: Queue<Claim, Option<Prompted>>,
     replies: Queue<ReplyDraft, Vec<message::Model>>,
     steps: Queue<Step, Option<After>>,
 }
@@ -113,7 +113,7 @@ struct Group {
 /// What a group's commit produced, in the order of its requests.
 struct Outcomes {
     takes: Vec<Option<Vec<inbound::Model>>>,
-    claims: Vec<Option<turn::Model>>,
+    claims: Vec<Option<Prompted>>,
     replies: Vec<Vec<message::Model>>,
     steps: Vec<Option<After>>,
 }

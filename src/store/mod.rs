@@ -138,10 +138,15 @@ impl Store {
                     .await
                     .context("adjusting the job queue's SQLite index")?;
             }
-            Pool::Postgres(pool) => apalis_postgres::PostgresStorage::migrations()
-                .run(pool)
-                .await
-                .context("applying the job queue's PostgreSQL migrations")?,
+            Pool::Postgres(pool) => {
+                apalis_postgres::PostgresStorage::migrations()
+                    .run(pool)
+                    .await
+                    .context("applying the job queue's PostgreSQL migrations")?;
+                drop_duplicate_postgres_queue_indexes(pool)
+                    .await
+                    .context("adjusting the job queue's PostgreSQL indexes")?;
+            }
         }
         Ok(())
     }
@@ -234,6 +239,18 @@ async fn narrow_sqlite_lock_index(pool: &SqlitePool) -> Result<(), sqlx::Error> 
         .execute(&mut *txn)
         .await?;
     txn.commit().await
+}
+
+/// apalis-postgres' first migration indexes `jobs(id)` and `jobs(lock_by)`; later ones add a
+/// primary key on `id` and a second index on `lock_by`, and keep the first two. Every job is
+/// inserted and updated twice, and none of those updates can stay on its page (they change
+/// `status` and `lock_by`), so each writes an entry into every index: the two copies added a
+/// third to the queue's index writes for nothing. Idempotent; runs at every migrate.
+async fn drop_duplicate_postgres_queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("DROP INDEX IF EXISTS apalis.unique_job_id; DROP INDEX IF EXISTS apalis.lidx")
+        .execute(pool)
+        .await
+        .map(|_| ())
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at once
