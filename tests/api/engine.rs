@@ -443,6 +443,21 @@ async fn reset_ends_the_session_without_calling_the_model() {
     let last: Value =
         serde_json::from_slice(&e.llm.received_requests().await.unwrap()[1].body).unwrap();
     assert_eq!(user_texts(&last), vec!["second"]);
+    // The turn that started the session built its history from what its claim stored, without
+    // reading it back; the next turn reads the conversation, which must hold that message.
+    post_signed(
+        &e.app,
+        &e.integration,
+        &text_webhook("wamid.r4", "447700900004", "third"),
+    )
+    .await;
+    eventually("fourth reply", || async {
+        replies_to(&e.graph, "447700900004").await.len() == 4
+    })
+    .await;
+    let last: Value =
+        serde_json::from_slice(&e.llm.received_requests().await.unwrap()[2].body).unwrap();
+    assert_eq!(user_texts(&last), vec!["second", "third"]);
 }
 
 #[tokio::test]
