@@ -5,8 +5,8 @@
 //! index ("HOT"), only when no indexed column changes and the page has room. Two indexes no
 //! query uses stood in the way: `turn (integration_id, wa_id, state)` and
 //! `contact_lane (locked_until)`; the engine finds both rows by id, and the sweep finds
-//! abandoned work through the waiting messages. On PostgreSQL the two tables also leave a
-//! third of each page free for the new versions. SQLite rewrites rows in place either way; it
+//! abandoned work through the waiting messages. On PostgreSQL the two tables also leave 30 %
+//! of each page free for the new versions. SQLite rewrites rows in place either way; it
 //! only loses the two unused indexes.
 
 use sea_orm_migration::prelude::*;

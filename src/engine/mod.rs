@@ -470,7 +470,6 @@ fn is_reset(integration: &wi::Model, text: &str) -> bool {
             .any(|c| c.to_lowercase() == text)
 }
 
-/// A new turn's claim of its contact's waiting messages, with what its prompt step needs.
 /// A turn after its claim and prompt step.
 #[derive(Clone, Debug)]
 pub(crate) struct Prompted {
@@ -482,6 +481,7 @@ pub(crate) struct Prompted {
     pub history: Option<Vec<message::Model>>,
 }
 
+/// A new turn's claim of its contact's waiting messages, with what its prompt step needs.
 pub(crate) struct Claim {
     /// The turn to create (`started`, with a fresh id).
     pub turn: turn::Model,
@@ -1210,8 +1210,8 @@ async fn history(
     model: &ModelSpec,
     images: bool,
 ) -> ApiResult<(Vec<ChatMessage>, bool)> {
-    let rows = match known {
-        Some(rows) => rows.to_vec(),
+    let rows: std::borrow::Cow<[message::Model]> = match known {
+        Some(rows) => rows.into(),
         None => store::query(
             state.store().db(),
             HISTORY_SQL,
@@ -1220,7 +1220,8 @@ async fn history(
         .await?
         .iter()
         .map(|row| message::Model::from_query_result(row, ""))
-        .collect::<Result<Vec<_>, _>>()?,
+        .collect::<Result<Vec<_>, _>>()?
+        .into(),
     };
     let max_messages = model
         .interaction_max_messages
@@ -1229,7 +1230,7 @@ async fn history(
     let mut turn_now = Vec::new();
     let mut past = Vec::new();
     let mut has_images = false;
-    for m in rows {
+    for m in rows.iter() {
         // What this turn's tool rounds already sent is replayed by the tool loop, in place.
         if m.turn_id.as_deref() == Some(t.id.as_str()) {
             continue;
@@ -1237,10 +1238,10 @@ async fn history(
         let is_current = m.inbound_id.as_ref().is_some_and(|i| current.contains(i));
         if is_current {
             // The current turn's messages with their images (stored text for the rest).
-            has_images |= input::has_image(&m);
+            has_images |= input::has_image(m);
             turn_now.push(ChatMessage {
                 role: Role::User,
-                content: input::current_content(state, &m, images).await?,
+                content: input::current_content(state, m, images).await?,
                 tool_calls: Vec::new(),
                 tool_call_id: None,
             });
