@@ -19,10 +19,15 @@ use crate::state::AppState;
 /// The queue of stored inbound WhatsApp messages waiting for the conversation engine.
 pub const INBOUND_QUEUE: &str = "inbound";
 
-/// How often idle SQLite workers look for new jobs. Jobs are written by our own SQL inside the
-/// ingest transaction, which apalis' notifications do not see; this process's ingestion wakes
-/// its workers itself, and the poll finds what other processes queued.
+/// How often idle SQLite workers look for new jobs, and how soon after a wake any worker looks
+/// once more. Jobs are written by our own SQL inside the ingest transaction, which apalis-sqlite's
+/// notifications do not see; this process's ingestion wakes its workers itself, and the poll
+/// finds what other processes queued.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How often idle PostgreSQL workers look for jobs nothing announced (retries coming due).
+/// Inserts are announced (`LISTEN`), so this can be slow.
+const POSTGRES_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often a job may fail before it is parked as failed.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -145,30 +150,69 @@ pub async fn prune_finished<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> 
 /// it at the same time do no harm.
 const MAINTENANCE_SCHEDULE: &str = "0 * * * * *";
 
-/// Wakes an idle worker every `interval` to look for jobs, and at once when this process's
-/// ingestion has queued some (`wake`): a reply then waits for no poll.
+/// Wakes an idle worker every `interval` to look for jobs, at once when this process's
+/// ingestion has queued some (`wake`) or another process announces an insert (`inserts`, on
+/// PostgreSQL), and once more `recheck` after the last of those.
 ///
-/// apalis' own `IntervalStrategy` arms each next timer without polling it, so no waker is
-/// registered with it: a worker whose queue was empty at start could sleep until something else
-/// woke its task (in `parley serve`, the once-a-minute maintenance tick), leaving messages
-/// unanswered for up to a minute. This one polls every new timer at once, registering the waker.
-/// The interval still matters: jobs queued by other processes (`parley worker` beside
-/// `parley serve`, the sweep, retries) are found by it.
+/// apalis' own strategies each lose wake-ups:
+/// - `IntervalStrategy` arms each next timer without polling it, so no waker is registered with
+///   it: a worker whose queue was empty at start slept until something else woke its task.
+/// - `StreamStrategy` (what `PostgresStorage::with_pubsub` uses) takes one notification per
+///   poll. While more are queued the stream never returns `Pending`, so it registers no waker,
+///   and a worker whose fetch came back empty slept through every later insert until its
+///   heartbeat, 30 s on. The bench saw replies stop for 23 s at 200 messages/s.
+///
+/// This one polls every new timer at once and drains the stream, registering the waker with
+/// both. A wake that arrives while a fetch runs is spent on that fetch, which may have read the
+/// queue before the new job was committed: the `recheck` look closes that gap. The interval
+/// finds what nothing announces (retries coming due, jobs queued with the stream down).
 struct WakeOrEvery {
     interval: std::time::Duration,
+    recheck: std::time::Duration,
     wake: std::sync::Arc<tokio::sync::Notify>,
+    inserts: Option<Announcements>,
     /// Created on first use: a tokio timer needs the runtime, which the builder may not have.
     sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     notified: Option<std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>>,
 }
 
+/// Announcements of jobs inserted by any process (PostgreSQL's `LISTEN`).
+type Announcements = std::pin::Pin<Box<dyn futures_util::Stream<Item = ()> + Send + Sync>>;
+
 impl WakeOrEvery {
-    fn new(interval: std::time::Duration, wake: std::sync::Arc<tokio::sync::Notify>) -> Self {
+    fn new(
+        interval: std::time::Duration,
+        recheck: std::time::Duration,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        inserts: Option<Announcements>,
+    ) -> Self {
         Self {
             interval,
+            recheck,
             wake,
+            inserts,
             sleep: None,
             notified: None,
+        }
+    }
+
+    /// Takes every queued announcement, leaving the stream `Pending` (its waker registered).
+    fn drain_inserts(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        use std::task::Poll;
+        let Some(inserts) = self.inserts.as_mut() else {
+            return false;
+        };
+        let mut announced = false;
+        loop {
+            match inserts.as_mut().poll_next(cx) {
+                Poll::Ready(Some(())) => announced = true,
+                Poll::Ready(None) => {
+                    tracing::warn!("the job insert stream closed; polling only");
+                    self.inserts = None;
+                    return announced;
+                }
+                Poll::Pending => return announced,
+            }
         }
     }
 }
@@ -181,24 +225,26 @@ impl PollStrategy for WakeOrEvery {
     ) -> std::task::Poll<Option<()>> {
         use std::future::Future;
         use std::task::Poll;
-        let interval = self.interval;
         let wake = &self.wake;
         let notified = self
             .notified
             .get_or_insert_with(|| Box::pin(wake.clone().notified_owned()));
-        let woken = notified.as_mut().poll(cx).is_ready();
+        let mut woken = notified.as_mut().poll(cx).is_ready();
         if woken {
             // Registers this task's waker for the next notification.
             let mut next = Box::pin(wake.clone().notified_owned());
             let _ = next.as_mut().poll(cx);
             self.notified = Some(next);
         }
+        woken |= self.drain_inserts(cx);
+        let interval = self.interval;
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
         let ticked = sleep.as_mut().poll(cx).is_ready();
         if woken || ticked {
-            sleep.as_mut().reset(tokio::time::Instant::now() + interval);
+            let next = if woken { self.recheck } else { self.interval };
+            sleep.as_mut().reset(tokio::time::Instant::now() + next);
             // Registers this task's waker with the next tick (it cannot be ready yet).
             let _ = sleep.as_mut().poll(cx);
             Poll::Ready(Some(()))
@@ -272,7 +318,12 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
                 .batch_size(fetch_batch)
                 .lock_tasks(false);
             let storage = sqlite_queue::GatedSqliteStorage::<InboundJob>::new(&pool, config)
-                .poll_with_strategy(WakeOrEvery::new(POLL_INTERVAL, wake.clone()));
+                .poll_with_strategy(WakeOrEvery::new(
+                    POLL_INTERVAL,
+                    POLL_INTERVAL,
+                    wake.clone(),
+                    None,
+                ));
             WorkerBuilder::new(worker_name.clone())
                 .backend(storage)
                 .concurrency(concurrency)
@@ -281,7 +332,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
         }),
         crate::store::Pool::Postgres(pool) => monitor.register(move |_| {
             // PostgreSQL: apalis' insert trigger sends a NOTIFY that our own inserts fire too;
-            // workers LISTEN for it instead of polling.
+            // workers LISTEN for it instead of polling often.
+            let inserts = futures_util::StreamExt::map(
+                apalis_postgres::Pubsub::new(pool.clone(), INBOUND_QUEUE.to_owned()),
+                |_| (),
+            );
             let storage = apalis_postgres::PostgresStorage::<InboundJob>::new(&pool)
                 .with_config(
                     apalis_postgres::Config::default()
@@ -289,7 +344,12 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
                         .batch_size(fetch_batch)
                         .lock_tasks(false),
                 )
-                .with_pubsub();
+                .poll_with_strategy(WakeOrEvery::new(
+                    POSTGRES_POLL_INTERVAL,
+                    POLL_INTERVAL,
+                    wake.clone(),
+                    Some(Box::pin(inserts)),
+                ));
             WorkerBuilder::new(worker_name.clone())
                 .backend(storage)
                 .concurrency(concurrency)
@@ -305,4 +365,81 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Wake, Waker};
+    use std::time::Duration;
+
+    use super::*;
+
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// apalis' `StreamStrategy` fails this: it takes one of the queued announcements, and the
+    /// insert after them wakes no one.
+    #[tokio::test]
+    async fn an_insert_after_several_queued_announcements_still_wakes_the_worker() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let inserts = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let hour = Duration::from_secs(3600);
+        let mut strategy = WakeOrEvery::new(
+            hour,
+            hour,
+            Arc::new(tokio::sync::Notify::new()),
+            Some(Box::pin(inserts)),
+        );
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let snapshot = PollSnapshot::default();
+
+        for _ in 0..3 {
+            tx.send(()).unwrap();
+        }
+        assert!(strategy.poll_drive(&mut cx, &snapshot).is_ready());
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+
+        tx.send(()).unwrap();
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "the insert woke no one"
+        );
+        assert!(strategy.poll_drive(&mut cx, &snapshot).is_ready());
+        // All four were taken: nothing is left to report.
+        assert!(strategy.poll_drive(&mut cx, &snapshot).is_pending());
+    }
+
+    #[tokio::test]
+    async fn a_wake_is_followed_by_one_more_look_after_the_recheck_delay() {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mut strategy = WakeOrEvery::new(
+            Duration::from_secs(3600),
+            Duration::from_millis(50),
+            wake.clone(),
+            None,
+        );
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let snapshot = PollSnapshot::default();
+        assert!(strategy.poll_drive(&mut cx, &snapshot).is_pending());
+
+        wake.notify_one();
+        assert!(strategy.poll_drive(&mut cx, &snapshot).is_ready());
+        assert!(strategy.poll_drive(&mut cx, &snapshot).is_pending());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(strategy.poll_drive(&mut cx, &snapshot).is_ready());
+        // Then only the interval, an hour away.
+        assert!(strategy.poll_drive(&mut cx, &snapshot).is_pending());
+    }
 }
