@@ -627,6 +627,24 @@ async fn engine_bench(label: &str, database_url: &str, dir: &std::path::Path) {
             .filter_map(|(t, d)| a.get(t).map(|at| at.duration_since(*d)))
             .collect()
     };
+    // `PARLEY_BENCH_LATENCIES=FILE` writes each message's send offset and latency (ms), to
+    // see when in the run the slow ones were.
+    if let Ok(path) = std::env::var("PARLEY_BENCH_LATENCIES") {
+        let a = arrivals.lock().unwrap();
+        let rows: String = texts
+            .iter()
+            .zip(&due_at)
+            .filter_map(|(t, d)| {
+                let at = a.get(t)?;
+                Some(format!(
+                    "{:.1} {:.2}\n",
+                    d.duration_since(begin).as_secs_f64() * 1000.0,
+                    at.duration_since(*d).as_secs_f64() * 1000.0
+                ))
+            })
+            .collect();
+        std::fs::write(path, rows).unwrap();
+    }
     lat.sort();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
