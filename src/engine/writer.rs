@@ -26,8 +26,10 @@ use crate::store::entities::{inbound_message as inbound, message};
 /// Most requests applied in one transaction.
 const MAX_GROUP: usize = 256;
 
-/// Writer tasks on PostgreSQL (see [`Writer::start`]).
-const POSTGRES_WRITERS: usize = 8;
+/// Writer tasks on PostgreSQL (see [`Writer::start`]). Fewer tasks carry more requests per
+/// commit, so PostgreSQL plans and runs fewer statements per turn: with four it spent about
+/// 0.64 ms of CPU per turn, with eight 0.72 ms, at the same latency (BENCHMARKS.md, session 7).
+const POSTGRES_WRITERS: usize = 4;
 
 /// The handle turns submit their writes through. Cheap to clone.
 #[derive(Clone, Debug)]
